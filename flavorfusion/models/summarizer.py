@@ -1,0 +1,117 @@
+"""The LightningModule: fine-tunes an LED summarizer and scores its generations with ROUGE."""
+
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from flavorfusion.metrics import ROUGE_TYPES, rouge
+from flavorfusion.models import loading, tiny
+
+log = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "global_attention_mask")
+
+
+class Summarizer(L.LightningModule):
+    """Wraps a Hugging Face seq2seq model (LED / PRIMERA) and its tokenizer.
+
+    Build it with `Summarizer.from_pretrained` (Hub name, local export, W&B artifact) or
+    `Summarizer.from_tiny_config` (random LED for tests and the quickstart).
+    """
+
+    def __init__(self, model, tokenizer, optimizer: Callable, scheduler: Callable | None = None,
+                 generation: dict | None = None, gradient_checkpointing: bool = False,
+                 num_logged_samples: int = 4):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "tokenizer", "optimizer", "scheduler"])
+        self.model = model
+        self.tokenizer = tokenizer
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.generation = dict(generation or {})
+        self.num_logged_samples = num_logged_samples
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        self._predictions: list[str] = []
+        self._references: list[list[str]] = []
+        self._gen_lengths: list[int] = []
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None, wandb_artifact: str | None = None, **kwargs):
+        model, tokenizer = loading.load_pretrained(name_or_path, wandb_artifact)
+        return cls(model, tokenizer, **kwargs)
+
+    @classmethod
+    def from_tiny_config(cls, tokenizer_corpus: str, vocab_size: int = 2000, architecture: dict | None = None,
+                         **kwargs):
+        tokenizer = tiny.train_tokenizer(tokenizer_corpus, vocab_size)
+        return cls(tiny.build_tiny_led(tokenizer, **(architecture or {})), tokenizer, **kwargs)
+
+    @property
+    def attention_window(self) -> int:
+        window = self.model.config.attention_window
+        return max(window) if isinstance(window, list | tuple) else window
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        return loss
+
+    @torch.no_grad()
+    def generate_ids(self, batch: dict, **overrides) -> torch.Tensor:
+        """Generated token ids of a collated batch; attention and global attention masks always passed."""
+        return self.model.generate(**{k: batch[k] for k in MODEL_INPUTS}, **{**self.generation, **overrides})
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def generate(self, batch: dict, **overrides) -> list[str]:
+        return self.decode(self.generate_ids(batch, **overrides))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if batch["labels"].shape[1] > 0:
+            self.log("val/loss", self(batch), prog_bar=True, batch_size=len(batch["input_ids"]), sync_dist=True)
+        ids = self.generate_ids(batch)
+        self._gen_lengths += (ids != self.tokenizer.pad_token_id).sum(dim=1).tolist()
+        self._predictions += self.decode(ids)
+        self._references += batch["references"]
+
+    def on_validation_epoch_end(self) -> None:
+        scores = rouge(self._predictions, self._references)
+        scores["gen_len"] = sum(self._gen_lengths) / max(len(self._gen_lengths), 1)
+        self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=True)
+        self._log_samples()
+        self._predictions, self._references, self._gen_lengths = [], [], []
+
+    def _log_samples(self) -> None:
+        n = self.num_logged_samples
+        if not n or self.trainer.sanity_checking:
+            return
+        rows = [[self.global_step, p, " ||| ".join(r)] for p, r in
+                zip(self._predictions[:n], self._references[:n], strict=True)]
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text("val/samples", columns=["step", "generated", "references"], data=rows)
+
+    def configure_optimizers(self):
+        # no weight decay on biases and LayerNorm weights, as in Hugging Face's Trainer
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        optimizer = self.optimizer_factory(params=[{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer,
+                                           num_training_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+__all__ = ["Summarizer", "ROUGE_TYPES"]

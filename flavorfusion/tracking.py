@@ -1,0 +1,42 @@
+"""W&B: the logger factory (online only with a key from the environment) and model artifacts."""
+
+import logging
+import os
+
+from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
+
+
+def has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:  # `wandb login` stores the key in ~/.netrc
+        import netrc
+
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_logger(project: str = "FlavorFusion", offline: bool | None = None, log_model_artifact: bool = True,
+                 **kwargs) -> WandbLogger:
+    """A WandbLogger that goes offline when no API key is available (or WANDB_MODE=offline)."""
+    if offline is None:
+        offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not has_wandb_credentials()
+    if offline:
+        log.info("W&B runs offline (no WANDB_API_KEY); upload later with `wandb sync`")
+    logger = WandbLogger(project=project, offline=offline, log_model=False, **kwargs)
+    logger.log_model_artifact = log_model_artifact  # read by train() after export
+    return logger
+
+
+def log_model_artifact(logger: WandbLogger, directory: str, name: str, artifact_type: str = "model",
+                       metadata: dict | None = None) -> None:
+    """Upload an exported model directory as a W&B artifact (`model`, `pruned_model`, `quantized_model`)."""
+    import wandb
+
+    artifact = wandb.Artifact(name=name, type=artifact_type, metadata=metadata or {})
+    artifact.add_dir(directory)
+    logger.experiment.log_artifact(artifact, aliases=["latest"])
+    log.info("logged %s as W&B artifact %s (%s)", directory, name, artifact_type)
