@@ -1,0 +1,105 @@
+"""The prepare report: every input line is either kept or dropped for exactly one reason."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class InputCount:
+    """Lines read from one input (all its files together) and what became of each of them."""
+
+    files: list[str]
+    lines: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    @property
+    def accounted(self) -> bool:
+        return self.lines == self.kept + sum(self.dropped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "lines": self.lines,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare` read, kept, dropped and wrote; saved as JSON beside the output."""
+
+    source: str
+    output: str | None = None
+    format: str | None = None
+    inputs: dict[str, InputCount] = field(default_factory=dict)
+    # rows written, reviews in them, rows per group label, ...
+    written: dict[str, Any] = field(default_factory=dict)
+    # free-form details from the grouping and the translator (abstentions, cache hits, cost)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+    def add_input(self, name: str, files: list[str]) -> InputCount:
+        self.inputs[name] = InputCount(files=files)
+        return self.inputs[name]
+
+    def check(self) -> None:
+        """Fail loudly if any input line went unaccounted (a bug, not a user error)."""
+        for name, count in self.inputs.items():
+            if not count.accounted:
+                raise AssertionError(
+                    f"report does not add up for {name}: {count.lines} lines != "
+                    f"{count.kept} kept + {sum(count.dropped.values())} dropped {dict(count.dropped)}"
+                )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "output": self.output,
+            "format": self.format,
+            "inputs": {name: count.as_dict() for name, count in self.inputs.items()},
+            "written": self.written,
+            **self.details,
+            "seconds": self.seconds,
+        }
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.as_dict(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+    def table(self) -> str:
+        """A short console summary: one line per input, then what was written."""
+        rows = [("input", "lines", "kept", "dropped")]
+        for name, count in self.inputs.items():
+            reasons = " ".join(f"{r}={n}" for r, n in count.dropped.most_common()) or "-"
+            rows.append((name, f"{count.lines:,}", f"{count.kept:,}", reasons))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [
+            "  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]])
+            for row in rows
+        ]
+        if self.written:
+            groups = self.written.get("rows_per_group")
+            summary = (
+                f"wrote {self.written.get('rows', 0):,} rows, {self.written.get('reviews', 0):,} reviews"
+            )
+            if groups:
+                summary += " (" + " ".join(f"{g}={n}" for g, n in groups.items()) + ")"
+            lines.append(f"{summary} -> {self.output}")
+        return "\n".join(lines)
+
+
+def report_path(output: str) -> str:
+    """`groups.parquet` -> `groups.report.json`, beside the output."""
+    root, _ = os.path.splitext(output)
+    return f"{root}.report.json"

@@ -1,0 +1,195 @@
+"""Raw review sources -> review groups. One class per source, built from `conf/source/<name>.yaml`.
+
+Shared here: streaming JSON lines (local or gs://, plain or compressed) with a progress bar, and the
+writer that turns batches of review groups into Parquet or the original code's CSV without ever
+leaving a partial file at the output path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.compression import compr
+from fsspec.utils import infer_compression
+from tqdm.auto import tqdm
+
+from flavorfusion.errors import ConfigError, DataError
+from flavorfusion.io import atomic_output
+
+if TYPE_CHECKING:
+    from flavorfusion.data.grouping import Grouping
+    from flavorfusion.data.report import PrepareReport
+    from flavorfusion.data.translate import Translator
+
+# The original code's CSV joined a group's reviews into one cell with this separator.
+CSV_REVIEW_SEPARATOR = "|||||"
+OUTPUT_FORMATS = ("parquet", "csv")
+
+_READ_BLOCK = 4 << 20
+
+
+class ReviewGroupSource(ABC):
+    """Reads one raw data set and writes its review groups (`id`, `reviews`, `summary`, ...)."""
+
+    #: the name used in the report and in `conf/source/<name>.yaml`
+    name: str
+    #: the Arrow schema of the rows `write_groups` produces
+    schema: pa.Schema
+
+    @abstractmethod
+    def input_files(self) -> dict[str, list[str]]:
+        """Concrete input files per input role; a missing file raises DataError before any work."""
+
+    @abstractmethod
+    def write_groups(
+        self,
+        writer: ReviewGroupWriter,
+        *,
+        grouping: Grouping,
+        translator: Translator,
+        report: PrepareReport,
+        progress: bool = True,
+    ) -> None:
+        """Stream the input, write review groups as Arrow tables, and account every line in `report`."""
+
+
+def iter_lines(url: str, *, desc: str, progress: bool = True) -> Iterator[bytes]:
+    """Yield the lines of a JSON-lines file as bytes, without their newline.
+
+    Reads fixed-size blocks so memory stays flat whatever the file size; compression is inferred from
+    the name (`.gz`, `.bz2`, `.xz`, ...). The progress bar follows the bytes read from storage, so it
+    reaches 100% for compressed files too. A final line without a newline is still a line; the empty
+    string after a final newline is not.
+    """
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        size = fs.size(path)
+        raw = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"input file not found: {url}") from None
+    compression = infer_compression(path)
+    # disable=None: bars on a terminal, silence in logs and CI
+    with (
+        raw,
+        tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=None if progress else True) as bar,
+    ):
+        stream = compr[compression](raw, mode="rb") if compression else raw
+        tail = b""
+        try:
+            while block := stream.read(_READ_BLOCK):
+                lines = (tail + block).split(b"\n") if tail else block.split(b"\n")
+                tail = lines.pop()
+                yield from lines
+                bar.update(raw.tell() - bar.n)
+        except (OSError, EOFError) as err:  # a truncated or corrupt .gz: stop, and say where
+            raise DataError(f"cannot read {url}: {err}") from None
+        if tail:
+            yield tail
+
+
+def output_format(output: str, fmt: str) -> str:
+    """`auto` picks csv for a `.csv` output and parquet otherwise."""
+    if fmt == "auto":
+        return "csv" if output.lower().endswith(".csv") else "parquet"
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"format={fmt!r} is not one of auto, {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+@contextlib.contextmanager
+def output_file(path: str) -> Iterator[str]:
+    """A local temporary path that becomes `path` only when the block succeeds.
+
+    Local outputs are renamed into place (io.atomic_output); remote ones (gs://...) are uploaded once
+    complete, and an object store never shows a half-uploaded object.
+    """
+    protocol = fsspec.utils.get_protocol(path)
+    if protocol in ("file", "local"):
+        with atomic_output(path) as tmp:
+            yield tmp
+        return
+    fs, remote = fsspec.core.url_to_fs(path)
+    with tempfile.TemporaryDirectory(prefix="flavorfusion-") as tmpdir:
+        tmp = os.path.join(tmpdir, os.path.basename(remote))
+        yield tmp
+        try:
+            fs.put_file(tmp, remote)
+        except Exception as err:  # credentials, bucket, permissions: one line for the user
+            raise DataError(f"cannot write {path}: {err}") from None
+
+
+class ReviewGroupWriter:
+    """Writes batches of review groups to a temporary file; `close()` leaves a complete file.
+
+    Parquet keeps every column; CSV keeps the original code's three columns `id, summary, review_str`,
+    the reviews joined by `|||||`.
+    """
+
+    def __init__(self, path: str, fmt: str, schema: pa.Schema):
+        self.path, self.format, self.schema = path, fmt, schema
+        self.rows = 0
+        self.reviews = 0
+        if fmt == "parquet":
+            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+        else:
+            self._file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed by close())
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["id", "summary", "review_str"])
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.select(self.schema.names).cast(self.schema)
+        self.rows += table.num_rows
+        self.reviews += pc.sum(pc.list_value_length(table.column("reviews"))).as_py() or 0
+        if self.format == "parquet":
+            self._parquet.write_table(table)
+            return
+        ids, summaries, reviews = (table.column(c).to_pylist() for c in ("id", "summary", "reviews"))
+        self._csv.writerows(
+            (i, "" if s is None else s, CSV_REVIEW_SEPARATOR.join(r))
+            for i, s, r in zip(ids, summaries, reviews, strict=True)
+        )
+
+    def close(self) -> None:
+        if self.format == "parquet":
+            self._parquet.close()
+        else:
+            self._file.close()
+
+
+class DiscardWriter(ReviewGroupWriter):
+    """Counts what would be written (translate.dry_run) and writes nothing."""
+
+    def __init__(self, schema: pa.Schema):
+        self.path, self.format, self.schema = None, None, schema
+        self.rows = 0
+        self.reviews = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        self.reviews += pc.sum(pc.list_value_length(table.column("reviews"))).as_py() or 0
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def open_writer(path: str, fmt: str, schema: pa.Schema) -> Iterator[ReviewGroupWriter]:
+    """A ReviewGroupWriter on a temporary file that replaces `path` only if the whole block succeeds."""
+    with output_file(path) as tmp:
+        writer = ReviewGroupWriter(tmp, fmt, schema)
+        try:
+            yield writer
+        finally:
+            writer.close()

@@ -1,0 +1,370 @@
+"""Google Local 2021 (UCSD) reviews + business metadata -> review groups per (restaurant, cultural group).
+
+Two passes over two inputs: the metadata is read whole (restaurants fit in memory), then the reviews
+are streamed line by line and only what is kept stays in memory: per restaurant, a heap of at most
+`max_reviews_per_business` reviews (the most recent), plus one hash per accepted review for
+duplicate detection. Each review line ends up in the report as kept or dropped with exactly one
+reason, checked in this order: blank_line, malformed_json, missing_field, unknown_business /
+not_restaurant, null_text, too_short / too_long, duplicate, over_cap, group_too_small.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
+
+import orjson
+import pyarrow as pa
+
+from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
+from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, iter_lines
+from flavorfusion.errors import ConfigError
+from flavorfusion.io import expand_paths
+
+if TYPE_CHECKING:
+    from flavorfusion.data.grouping import Grouping
+    from flavorfusion.data.report import PrepareReport
+    from flavorfusion.data.translate import Translator
+
+TRANSLATED_MARK = "(Translated by Google)"
+ORIGINAL_MARK = "(Original)"
+UNTRANSLATED_LANGUAGE = "en"
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("business_id", pa.string()),
+        ("name", pa.string()),
+        ("address", pa.string()),
+        ("group", pa.string()),
+        ("group_confidence", pa.float64()),
+        ("n_reviews", pa.int32()),
+        ("reviews", pa.list_(pa.string())),
+        # beside each English review: the text Google translated from (null if none), and its language
+        ("originals", pa.list_(pa.string())),
+        ("languages", pa.list_(pa.string())),
+        ("summary", pa.string()),
+    ]
+)
+
+# write this many reviews per Parquet row group: bounds the extra Arrow copy of the kept text
+_WRITE_BATCH_REVIEWS = 50_000
+
+
+class KeptReview(NamedTuple):
+    # (time, seq) orders the per-business heap: oldest first out; seq breaks ties, so the
+    # strings are never compared
+    time: float
+    seq: int
+    text: str
+    original: str | None
+    reviewer: str | None
+
+
+def split_translation(text: str) -> tuple[str, str | None]:
+    """`(Translated by Google) <English>\\n\\n(Original)\\n<original>` -> (English, original).
+
+    Untranslated text comes back as (text, None). Both orders of the two parts are understood.
+    """
+    if TRANSLATED_MARK not in text:
+        return text, None
+    head, found, tail = text.partition(ORIGINAL_MARK)
+    if not found:  # the marker without an original: keep the English
+        return text.replace(TRANSLATED_MARK, "", 1).strip(), None
+    if TRANSLATED_MARK in head:
+        english, original = head.replace(TRANSLATED_MARK, "", 1), tail
+    else:
+        original, _, english = tail.partition(TRANSLATED_MARK)
+    original = original.strip()
+    return english.strip(), original or None
+
+
+class GoogleLocalSource(ReviewGroupSource):
+    """`source=google_local`: restaurants by category, filtered and capped reviews, grouped."""
+
+    name = "google_local"
+    schema = SCHEMA
+
+    def __init__(
+        self,
+        reviews: str | list[str],
+        meta: str | list[str],
+        categories: Iterable[str],
+        min_chars: int = 20,
+        max_chars: int = 5000,
+        max_reviews_per_business: int | None = 100,
+        language_id: LanguageIdentifier | None = None,
+    ):
+        self.reviews = reviews
+        self.meta = meta
+        self.categories = frozenset(categories)
+        if not self.categories:
+            raise ConfigError("source.categories is empty: no business could count as a restaurant")
+        self.min_chars = int(min_chars)
+        self.max_chars = int(max_chars)
+        if not 0 <= self.min_chars < self.max_chars:
+            raise ConfigError(
+                f"need 0 <= source.min_chars < source.max_chars, got {self.min_chars} and {self.max_chars}"
+            )
+        if max_reviews_per_business is not None and int(max_reviews_per_business) < 1:
+            raise ConfigError("source.max_reviews_per_business must be positive (or null for no cap)")
+        self.max_reviews = None if max_reviews_per_business is None else int(max_reviews_per_business)
+        self.language_id = language_id
+
+    def input_files(self) -> dict[str, list[str]]:
+        return {"meta": expand_paths(self.meta), "reviews": expand_paths(self.reviews)}
+
+    # -- pass 1: which businesses are restaurants --------------------------------------------------
+    def _read_meta(self, files: list[str], report: PrepareReport, progress: bool):
+        count = report.add_input("meta", files)
+        restaurants: dict[str, tuple[str | None, str | None]] = {}
+        # other businesses, kept only to tell `not_restaurant` from `unknown_business`
+        others: set[str] = set()
+        categories = self.categories
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        lines = 0
+        for url in files:
+            for line in iter_lines(url, desc="meta", progress=progress):
+                lines += 1
+                if not line or line.isspace():
+                    count.drop("blank_line")
+                    continue
+                try:
+                    record = loads(line)
+                except decode_error:
+                    count.drop("malformed_json")
+                    continue
+                if type(record) is not dict:
+                    count.drop("malformed_json")
+                    continue
+                gmap_id = record.get("gmap_id")
+                if not isinstance(gmap_id, str) or "category" not in record:
+                    count.drop("missing_field")
+                    continue
+                if gmap_id in restaurants or gmap_id in others:
+                    count.drop("duplicate")
+                    continue
+                category = record["category"]
+                if category is None:
+                    count.drop("null_category")
+                    others.add(gmap_id)
+                    continue
+                if isinstance(category, str):
+                    category = [category]
+                if isinstance(category, list) and not categories.isdisjoint(
+                    c for c in category if isinstance(c, str)
+                ):
+                    restaurants[gmap_id] = (record.get("name"), record.get("address"))
+                    count.kept += 1
+                else:
+                    others.add(gmap_id)
+                    count.drop("not_restaurant")
+        count.lines = lines
+        return restaurants, others
+
+    # -- pass 2: stream the reviews, keep the most recent N per restaurant -----------------------
+    def _read_reviews(self, files, restaurants, others, report: PrepareReport, progress: bool):
+        count = report.add_input("reviews", files)
+        dropped = count.dropped
+        kept: dict[str, list[KeptReview]] = {}
+        seen: set[int] = set()
+        min_chars, max_chars, cap = self.min_chars, self.max_chars, self.max_reviews
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        push, pushpop = heapq.heappush, heapq.heappushpop
+        lines = 0
+        for url in files:
+            for line in iter_lines(url, desc="reviews", progress=progress):
+                lines += 1
+                if not line or line.isspace():
+                    dropped["blank_line"] += 1
+                    continue
+                try:
+                    record = loads(line)
+                except decode_error:  # also invalid UTF-8
+                    dropped["malformed_json"] += 1
+                    continue
+                if type(record) is not dict:
+                    dropped["malformed_json"] += 1
+                    continue
+                gmap_id = record.get("gmap_id")
+                user_id = record.get("user_id")
+                time = record.get("time")
+                if (
+                    gmap_id is None
+                    or user_id is None
+                    or "text" not in record
+                    or not isinstance(time, int | float)
+                    or not isinstance(gmap_id, str)
+                ):
+                    dropped["missing_field"] += 1
+                    continue
+                if gmap_id not in restaurants:
+                    dropped["not_restaurant" if gmap_id in others else "unknown_business"] += 1
+                    continue
+                text = record["text"]
+                if text is None:
+                    dropped["null_text"] += 1
+                    continue
+                if not isinstance(text, str):
+                    dropped["missing_field"] += 1
+                    continue
+                english, original = split_translation(text)
+                n = len(english)
+                if n < min_chars:
+                    dropped["too_short"] += 1
+                    continue
+                if n >= max_chars:
+                    dropped["too_long"] += 1
+                    continue
+                # 64-bit hashes, not the strings: memory stays per review, not per character
+                key = hash((user_id, gmap_id, text))
+                if key in seen:
+                    dropped["duplicate"] += 1
+                    continue
+                seen.add(key)
+                review = KeptReview(time, lines, english, original, record.get("name"))
+                heap = kept.get(gmap_id)
+                if heap is None:
+                    kept[gmap_id] = [review]
+                elif cap is None or len(heap) < cap:
+                    push(heap, review)
+                else:
+                    pushpop(heap, review)  # drops the oldest of cap + 1
+                    dropped["over_cap"] += 1
+        count.lines = lines
+        return kept
+
+    def write_groups(
+        self,
+        writer: ReviewGroupWriter,
+        *,
+        grouping: Grouping,
+        translator: Translator,
+        report: PrepareReport,
+        progress: bool = True,
+    ) -> None:
+        if translator.enabled:
+            raise ConfigError(
+                "translate= applies to source=lsars; Google Local reviews already carry Google's "
+                "English translation (use translate=none)"
+            )
+        files = self.input_files()
+        restaurants, others = self._read_meta(files["meta"], report, progress)
+        kept = self._read_reviews(files["reviews"], restaurants, others, report, progress)
+        del others
+
+        # flatten, businesses in metadata order, each one's reviews newest first
+        businesses = [gmap_id for gmap_id in restaurants if gmap_id in kept]
+        reviews: list[KeptReview] = []
+        spans: list[tuple[int, int]] = []
+        for gmap_id in businesses:
+            heap = kept.pop(gmap_id)
+            heap.sort(reverse=True)
+            spans.append((len(reviews), len(reviews) + len(heap)))
+            reviews.extend(heap)
+        del kept
+
+        columns = self._columns(reviews, progress)
+        labels, confidences = grouping.assign(columns)
+        report.details["grouping"] = grouping.details()
+
+        count = report.inputs["reviews"]
+        rows_per_group: dict[str, int] = {}
+        batch: _RowBatch = _RowBatch()
+        groups_too_small = businesses_written = 0
+        for gmap_id, (start, stop) in zip(businesses, spans, strict=True):
+            by_label: dict[str, list[int]] = {}
+            for i in range(start, stop):
+                by_label.setdefault(labels[i], []).append(i)
+            name, address = restaurants[gmap_id]
+            rows_before = batch.n_rows
+            for label in sorted(by_label):
+                members = by_label[label]
+                if len(members) < grouping.min_group_size:
+                    count.drop("group_too_small", len(members))
+                    groups_too_small += 1
+                    continue
+                count.kept += len(members)
+                rows_per_group[label] = rows_per_group.get(label, 0) + 1
+                scores = [c for i in members if (c := confidences[i]) is not None]
+                batch.add(
+                    id=f"{gmap_id}:{label}",
+                    business_id=gmap_id,
+                    name=name,
+                    address=address,
+                    group=label,
+                    group_confidence=sum(scores) / len(scores) if scores else None,
+                    members=members,
+                )
+            businesses_written += batch.n_rows > rows_before
+            if batch.n_reviews >= _WRITE_BATCH_REVIEWS:
+                writer.write(batch.table(columns))
+                batch = _RowBatch()
+        writer.write(batch.table(columns))
+        report.written["businesses"] = businesses_written
+        report.written["rows_per_group"] = dict(sorted(rows_per_group.items(), key=lambda kv: -kv[1]))
+        report.written["groups_too_small"] = groups_too_small
+
+    def _columns(self, reviews: list[KeptReview], progress: bool) -> ReviewColumns:
+        originals = [r.original for r in reviews]
+        languages: list[str | None] = [UNTRANSLATED_LANGUAGE if o is None else None for o in originals]
+        confidences: list[float | None] = [None] * len(reviews)
+        translated = [i for i, o in enumerate(originals) if o is not None]
+        if self.language_id is not None and translated:
+            codes, scores = self.language_id.identify([originals[i] for i in translated], progress=progress)
+            for i, code, score in zip(translated, codes, scores, strict=True):
+                languages[i], confidences[i] = code, score
+        return ReviewColumns(
+            texts=[r.text for r in reviews],
+            originals=originals,
+            languages=languages,
+            language_confidences=confidences,
+            reviewers=[r.reviewer for r in reviews],
+            languages_identified=self.language_id is not None,
+        )
+
+
+class _RowBatch:
+    """Rows collected for one write: scalar columns, and member review indices per row."""
+
+    def __init__(self):
+        self.scalars: dict[str, list] = {
+            k: [] for k in ("id", "business_id", "name", "address", "group", "group_confidence")
+        }
+        self.members: list[list[int]] = []
+        self.n_reviews = 0
+
+    def add(self, *, members: list[int], **scalars) -> None:
+        for key, value in scalars.items():
+            self.scalars[key].append(value)
+        self.members.append(members)
+        self.n_reviews += len(members)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.members)
+
+    def table(self, columns: ReviewColumns) -> pa.Table:
+        offsets = [0]
+        flat: list[int] = []
+        for members in self.members:
+            flat.extend(members)
+            offsets.append(len(flat))
+        offsets_array = pa.array(offsets, pa.int32())
+
+        def listed(values: list) -> pa.ListArray:
+            return pa.ListArray.from_arrays(offsets_array, pa.array([values[i] for i in flat], pa.string()))
+
+        n = len(self.members)
+        return pa.table(
+            {
+                **{k: pa.array(v, SCHEMA.field(k).type) for k, v in self.scalars.items()},
+                "n_reviews": pa.array([len(m) for m in self.members], pa.int32()),
+                "reviews": listed(columns.texts),
+                "originals": listed(columns.originals),
+                "languages": listed(columns.languages),
+                "summary": pa.nulls(n, pa.string()),
+            },
+            schema=SCHEMA,
+        )
