@@ -17,6 +17,7 @@ from flavorfusion.data.review_groups import (
     check_columns,
     in_validation,
     infer_format,
+    read_columns,
 )
 from flavorfusion.errors import DataError
 from flavorfusion.io import expand_paths
@@ -119,8 +120,9 @@ class ReviewGroupDataModule(L.LightningDataModule):
         check_columns(files, fmt, self.normalizer.required_columns)
         builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
         if builder == "csv":
-            kwargs["keep_default_na"] = False  # an empty summary is "", not NaN, and ids stay strings
-            kwargs["dtype"] = str
+            # every column a string: an empty summary is "", not NaN, and ids keep leading zeros
+            kwargs["keep_default_na"] = False
+            kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in read_columns(files[0], fmt)})
         raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=hp.streaming,
                                     storage_options=hp.storage_options, **kwargs)
         if hp.subset:

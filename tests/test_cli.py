@@ -1,0 +1,29 @@
+"""The README's journeys as a user runs them: `python -m flavorfusion.train ...` in a fresh process."""
+
+import json
+
+import pytest
+import yaml
+
+from .conftest import FAST, run_module
+
+
+@pytest.mark.slow
+def test_quickstart_exports_model_and_metrics(tmp_path):
+    result = run_module("flavorfusion.train", "experiment=quickstart", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "model" / name).is_file()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["val/rouge1"] > 20  # it learned the shipped summaries' wording
+    assert "generated:" in result.stdout and "reference:" in result.stdout
+
+
+@pytest.mark.slow
+def test_sweep_runs_one_job_per_value(tmp_path):
+    result = run_module("flavorfusion.train", "-m", *FAST, "data.k_top_longest=4,8", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, k in (("0", 4), ("1", 8)):
+        assert (tmp_path / job / "metrics.json").is_file()
+        composed = yaml.safe_load((tmp_path / job / ".hydra" / "config.yaml").read_text())
+        assert composed["data"]["k_top_longest"] == k
