@@ -91,3 +91,61 @@ def test_wandb_offline_run_logs_config_and_samples(tmp_path, monkeypatch):
     assert logger.experiment.config["data"]["k_top_longest"] == 8
     run_dirs = list((tmp_path / "logs").rglob("offline-run-*"))
     assert run_dirs, "no offline W&B run directory"
+
+
+def test_wandb_artifact_reference_downloads_and_loads(trained, monkeypatch):
+    import wandb
+
+    from flavorfusion.models.summarizer import Summarizer
+
+    export = str(trained[0] / "model")
+    requested = {}
+
+    class FakeArtifact:
+        def download(self, root):
+            requested["root"] = root
+            return export
+
+    class FakeApi:
+        def artifact(self, reference, type=None):
+            requested["reference"], requested["type"] = reference, type
+            return FakeArtifact()
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    summarizer = Summarizer.from_pretrained(None, wandb_artifact="me/FlavorFusion/model-x:latest",
+                                            optimizer=torch.optim.AdamW)
+    assert requested["reference"] == "me/FlavorFusion/model-x:latest" and requested["type"] == "model"
+    assert summarizer.model.config.d_model == trained[1].summarizer.model.config.d_model
+
+
+def test_doc_sep_added_when_tokenizer_lacks_it(tmp_path):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from flavorfusion.models.loading import load_pretrained
+    from flavorfusion.models.tiny import build_tiny_led, train_tokenizer
+
+    tokenizer = train_tokenizer(resource_path("quickstart_reviews.jsonl"), vocab_size=500)
+    model = build_tiny_led(tokenizer)
+    # the same tokenizer without its added <doc-sep>, as a plain LED tokenizer would be
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] != DOC_SEP]
+    stripped = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)), bos_token="<s>",
+                                       eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    assert DOC_SEP not in stripped.get_vocab()
+    model.resize_token_embeddings(len(stripped))
+    model.save_pretrained(tmp_path)
+    stripped.save_pretrained(tmp_path)
+
+    loaded, loaded_tokenizer = load_pretrained(str(tmp_path))
+    assert DOC_SEP in loaded_tokenizer.get_vocab()
+    assert loaded.get_input_embeddings().weight.shape[0] == len(loaded_tokenizer) == len(stripped) + 1
+
+
+def test_export_dir_without_weights_names_the_key(tmp_path):
+    from flavorfusion.errors import ConfigError
+    from flavorfusion.models.loading import load_pretrained
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="model.name_or_path=.* holds no model weights"):
+        load_pretrained(str(tmp_path))
