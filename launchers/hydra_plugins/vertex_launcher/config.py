@@ -1,0 +1,71 @@
+"""Config of the `vertex` and `vertex_local` launchers (`hydra.launcher.*`)."""
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class VertexLauncherConf:
+    _target_: str = "hydra_plugins.vertex_launcher.launcher.VertexLauncher"
+
+    # where jobs run; project, image_uri and staging_bucket have no default and are checked before submitting
+    project: str | None = None
+    region: str = "us-central1"
+    machine_type: str = "g2-standard-4"
+    # null (or accelerator_count=0) runs on CPU only
+    accelerator_type: str | None = "NVIDIA_L4"
+    # > 1 sets trainer.devices and trainer.strategy=ddp for the job
+    accelerator_count: int = 1
+    # > 1 is a multi-node job (one chief + replica_count-1 workers); sets trainer.num_nodes
+    replica_count: int = 1
+    image_uri: str | None = None
+    # what the container runs; the job's overrides are appended as arguments
+    command: list[str] = field(default_factory=lambda: ["python", "-m", "flavorfusion.train"])
+    service_account: str | None = None
+    staging_bucket: str | None = None
+    # gs:// root of every job's output dir: <base_output_dir>/<sweep>/<run_id>/<job number>;
+    # null means <staging_bucket>/runs
+    base_output_dir: str | None = None
+    # names the sweep run in output paths and display names; null means the launch time.
+    # Launch again with an earlier run_id to resume that sweep's jobs from their last checkpoints.
+    run_id: str | None = None
+    # Spot VMs: cheaper, may be preempted; jobs resume from <output dir>/checkpoints/last.ckpt
+    spot: bool = False
+    # a job running longer is stopped: seconds, or a number with s/m/h/d
+    timeout: str | None = "24h"
+    # names of environment variables whose values (read from this shell at submit time) the job gets;
+    # the values never go into args, logs or files on disk
+    env: list[str] = field(default_factory=list)
+    # env var name -> Secret Manager secret (`wandb-api-key` or projects/P/secrets/S/versions/V); the job
+    # resolves it at start (flavorfusion.cluster), so only the reference leaves this machine
+    secrets: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    # longest wait in seconds between two polls of the jobs' states (the first polls come sooner)
+    poll_interval: float = 60.0
+    # write each job's spec (gcloud ai custom-jobs create --config form) into the sweep dir; submit nothing
+    dry_run: bool = False
+    # a metric name (e.g. val/rougeL) makes that float the job's return value, for optimizing sweepers;
+    # null returns the job's whole metrics.json dict
+    return_metric: str | None = None
+
+
+@dataclass
+class VertexLocalLauncherConf(VertexLauncherConf):
+    """Same submit/poll machinery, but each job runs in a local forked process (tests, debugging).
+
+    The Vertex keys are accepted and ignored, so a config written for `vertex` also runs here.
+    """
+
+    _target_: str = "hydra_plugins.vertex_launcher.launcher.VertexLocalLauncher"
+    poll_interval: float = 0.5
+    # jobs running at once on this machine; the others wait in the local queue
+    max_parallel: int = 1
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="vertex", node=VertexLauncherConf, provider="vertex_launcher"
+)
+ConfigStore.instance().store(
+    group="hydra/launcher", name="vertex_local", node=VertexLocalLauncherConf, provider="vertex_launcher"
+)

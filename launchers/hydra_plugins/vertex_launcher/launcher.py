@@ -1,0 +1,160 @@
+"""`hydra/launcher=vertex`: every job of a multirun becomes one Vertex AI custom job; `vertex_local` runs
+the same submit/poll machinery against local processes."""
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class _SubmitAndPollLauncher(Launcher):
+    def __init__(self, **params: Any) -> None:
+        self.params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in params.items()}
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+        self.launched_at = time.strftime("%Y%m%d-%H%M%S")
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from flavorfusion.errors import exit_on_user_error
+
+        # a bad launcher setting ends the sweep with `error: <one line>`, not a traceback
+        return exit_on_user_error(self._compose_and_launch)(job_overrides, initial_job_idx)
+
+    def _compose_and_launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from ._jobs import compose_jobs
+
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = compose_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx)
+        return self._launch(jobs)
+
+    def _launch(self, jobs: list) -> Sequence[JobReturn]:
+        raise NotImplementedError
+
+
+class VertexLauncher(_SubmitAndPollLauncher):
+    """Submits every job, waits for all, returns each job's metrics (or Vertex's error message)."""
+
+    def _launch(self, jobs: list) -> Sequence[JobReturn]:
+        from . import vertex
+        from ._engine import SUCCEEDED, JobOutcome, run_jobs
+        from ._jobs import describe, job_return, save_job_record
+        from .client import VertexJobClient
+
+        assert self.config is not None
+        # every check that can fail runs before the first submission
+        settings = vertex.VertexSettings.from_params(self.params, default_run_id=self.launched_at)
+        env_values = vertex.read_env_values(settings.env)
+        sweep = vertex.sweep_name(self.config)
+        hydra_overrides = list(OmegaConf.to_container(self.config.hydra.overrides.hydra))
+        planned = [vertex.plan_job(job, settings, sweep, hydra_overrides) for job in jobs]
+        for job in planned:
+            vertex.write_job_spec(job, settings, vertex.build_custom_job(job, settings))
+            save_job_record(job.composed)
+        names = [f"#{job.num} {job.display_name}" for job in planned]
+        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", settings.run_id, planned)
+
+        if settings.dry_run:
+            for job in planned:
+                summary.set(job.num, write=False, state="DRY_RUN")
+            summary.write()
+            log.info("dry run: wrote %d job spec(s) (custom_job.yaml) under %s; nothing submitted", len(planned),
+                     self.config.hydra.sweep.dir)
+            outcomes = [JobOutcome(SUCCEEDED) for _ in planned]
+            return [job_return(job.composed, o, n) for job, o, n in zip(planned, outcomes, names, strict=True)]
+
+        log.info("sweep %s (run %s): submitting %d job(s) to Vertex AI in %s/%s", sweep, settings.run_id,
+                 len(planned), settings.project, settings.region)
+        for job in planned:
+            log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.composed.overrides)))
+        client = VertexJobClient(settings.project, settings.region)
+        client.connect()
+        backend = vertex.VertexBackend(client, settings, env_values)
+        summary.write()
+
+        def record_submission(i: int, job_id: str) -> None:
+            # on disk at once: if this process dies, the jobs can still be found and cancelled
+            summary.set(planned[i].num, state="SUBMITTED", vertex_job=job_id)
+
+        outcomes = run_jobs(backend, planned, names=names, first_poll_delay=min(5.0, settings.poll_interval),
+                            max_poll_delay=settings.poll_interval, on_submitted=record_submission)
+        for job, o in zip(planned, outcomes, strict=True):
+            result = {"metrics": o.return_value} if o.state == SUCCEEDED else {"error": o.message}
+            summary.set(job.num, write=False, state=o.state, vertex_job=o.job_id, **result)
+        summary.write()
+        _log_results(names, outcomes, describe)
+        return [job_return(job.composed, o, n) for job, o, n in zip(planned, outcomes, names, strict=True)]
+
+
+class VertexLocalLauncher(_SubmitAndPollLauncher):
+    """The same submit/poll/JobReturn machinery; each job runs in a forked local process."""
+
+    def _launch(self, jobs: list) -> Sequence[JobReturn]:
+        from ._engine import run_jobs
+        from ._jobs import describe, job_return
+        from .local import LocalProcessBackend
+
+        poll_interval = float(self.params.get("poll_interval", 0.5))
+        backend = LocalProcessBackend(self.hydra_context, self.task_function, int(self.params.get("max_parallel", 1)))
+        names = [f"#{job.num}" for job in jobs]
+        log.info("Launching %d jobs in local processes", len(jobs))
+        for job in jobs:
+            log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+        try:
+            outcomes = run_jobs(backend, jobs, names=names, first_poll_delay=min(0.05, poll_interval),
+                                max_poll_delay=poll_interval)
+        finally:
+            backend.close()
+        _log_results(names, outcomes, describe)
+        return [job_return(job, o, n) for job, o, n in zip(jobs, outcomes, names, strict=True)]
+
+
+def _log_results(names: list[str], outcomes: list, describe) -> None:
+    failed = sum(o.state != "SUCCEEDED" for o in outcomes)
+    log.info("%d job(s) finished: %d succeeded, %d failed", len(outcomes), len(outcomes) - failed, failed)
+    for name, outcome in zip(names, outcomes, strict=True):
+        detail = describe(outcome.return_value) if outcome.state == "SUCCEEDED" else outcome.message
+        (log.info if outcome.state == "SUCCEEDED" else log.error)("\t%s %s %s", name, outcome.state, detail)
+
+
+class _SweepSummary:
+    """<sweep dir>/vertex_jobs.yaml: every job's Vertex name, state, output dir, and metrics or error."""
+
+    def __init__(self, path: Path, run_id: str, planned: list):
+        import yaml
+
+        self.path = path
+        self.run_id = run_id
+        self.entries: dict[int, dict] = {}
+        if path.exists():  # batched sweepers launch several times into one sweep dir
+            self.entries = {e["num"]: e for e in (yaml.safe_load(path.read_text()) or {}).get("jobs", [])}
+        for job in planned:
+            self.entries[job.num] = {"num": job.num, "display_name": job.display_name, "state": "PLANNED",
+                                     "output_dir": job.output_uri, "overrides": list(job.composed.overrides)}
+
+    def set(self, num: int, write: bool = True, **fields: Any) -> None:
+        self.entries[num].update({k: v for k, v in fields.items() if v is not None})
+        if write:
+            self.write()
+
+    def write(self) -> None:
+        import yaml
+
+        jobs = [self.entries[num] for num in sorted(self.entries)]
+        self.path.write_text(yaml.safe_dump({"run_id": self.run_id, "jobs": jobs}, sort_keys=False))

@@ -1,0 +1,356 @@
+"""Vertex AI jobs: validated settings, each job's plan (name, output dir, args), its CustomJob, the backend.
+
+Google libraries are imported inside functions: Hydra imports every module of a plugin at startup.
+"""
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from flavorfusion.cluster import SECRET_ENV_PREFIX
+from flavorfusion.errors import ConfigError
+
+from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
+from ._jobs import ComposedJob
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = {
+    "project": "the GCP project jobs run in",
+    "image_uri": "the training image (launchers/build_and_push.sh prints it)",
+    "staging_bucket": "a gs:// bucket for the jobs' outputs",
+}
+# hydra overrides that configure this launch, not the job; the job runs as a single run in its container
+_LAUNCH_ONLY_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.sweep",
+                           "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+@dataclass
+class VertexSettings:
+    """`hydra.launcher.*`, checked: every problem is found before the first job is submitted."""
+
+    project: str
+    region: str
+    machine_type: str
+    accelerator_type: str | None
+    accelerator_count: int
+    replica_count: int
+    image_uri: str
+    command: list[str]
+    service_account: str | None
+    staging_bucket: str
+    base_output_dir: str
+    run_id: str
+    spot: bool
+    timeout_s: int | None
+    env: list[str]
+    secrets: dict[str, str]
+    labels: dict[str, str]
+    poll_interval: float
+    dry_run: bool
+    return_metric: str | None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], default_run_id: str) -> "VertexSettings":
+        p = dict(params)
+        for key, what in REQUIRED_KEYS.items():
+            if not p.get(key) or p[key] == "???":
+                raise ConfigError(f"hydra.launcher.{key} is required: {what}")
+        for key in ("staging_bucket", "base_output_dir"):
+            if p.get(key) and not str(p[key]).startswith("gs://"):
+                log.warning("hydra.launcher.%s=%s is not a gs:// URI: Vertex jobs cannot write there", key, p[key])
+        for key in ("accelerator_count", "replica_count"):
+            if int(p[key]) < (0 if key == "accelerator_count" else 1):
+                raise ConfigError(f"hydra.launcher.{key} must be at least {0 if key == 'accelerator_count' else 1}")
+        if float(p["poll_interval"]) <= 0:
+            raise ConfigError("hydra.launcher.poll_interval must be positive")
+        if not p.get("command"):
+            raise ConfigError("hydra.launcher.command must name what the container runs")
+        env = [str(name) for name in p.get("env") or []]
+        secrets = {str(k): str(v) for k, v in (p.get("secrets") or {}).items()}
+        for name in [*env, *secrets]:
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(f"hydra.launcher.env: {name!r} is not an environment variable name")
+        for name in sorted(set(env) & set(secrets)):
+            raise ConfigError(f"hydra.launcher.env and hydra.launcher.secrets both set {name}; keep one")
+        labels = {str(k): str(v) for k, v in (p.get("labels") or {}).items()}
+        for key, value in labels.items():
+            if not _LABEL.fullmatch(key) or (value and not re.fullmatch(r"[a-z0-9_-]{1,63}", value)):
+                raise ConfigError(f"hydra.launcher.labels.{key}: keys and values take lowercase letters, "
+                                  "digits, _ and - (63 at most; keys start with a letter)")
+        base = p.get("base_output_dir") or f"{str(p['staging_bucket']).rstrip('/')}/runs"
+        run_id = str(p.get("run_id") or default_run_id)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id):
+            raise ConfigError(f"hydra.launcher.run_id {run_id!r}: use letters, digits, '.', '_' and '-'")
+        return cls(
+            project=str(p["project"]), region=str(p["region"]), machine_type=str(p["machine_type"]),
+            accelerator_type=str(p["accelerator_type"]) if p.get("accelerator_type") else None,
+            accelerator_count=int(p["accelerator_count"]), replica_count=int(p["replica_count"]),
+            image_uri=str(p["image_uri"]), command=[str(c) for c in p["command"]],
+            service_account=str(p["service_account"]) if p.get("service_account") else None,
+            staging_bucket=str(p["staging_bucket"]), base_output_dir=str(base).rstrip("/"), run_id=run_id,
+            spot=bool(p["spot"]), timeout_s=parse_timeout(p.get("timeout")), env=env,
+            secrets={k: secret_version(v, str(p["project"])) for k, v in secrets.items()}, labels=labels,
+            poll_interval=float(p["poll_interval"]), dry_run=bool(p["dry_run"]),
+            return_metric=str(p["return_metric"]) if p.get("return_metric") else None,
+        )
+
+    @property
+    def uses_gpus(self) -> bool:
+        return bool(self.accelerator_type) and self.accelerator_count > 0
+
+
+def parse_timeout(value: Any) -> int | None:
+    """Seconds from `3600`, `90m`, `24h` or `7d`; null means Vertex's default (7 days)."""
+    if value is None or str(value).strip() in ("", "null", "None"):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
+    if not match or int(match[1]) == 0:
+        raise ConfigError(f"hydra.launcher.timeout {value!r}: give seconds or a number with s, m, h or d (e.g. 24h)")
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def secret_version(ref: str, project: str) -> str:
+    """`wandb-api-key` -> projects/<project>/secrets/wandb-api-key/versions/latest; full names kept."""
+    if ref.startswith("projects/"):
+        return ref if "/versions/" in ref else f"{ref.rstrip('/')}/versions/latest"
+    return f"projects/{project}/secrets/{ref}/versions/latest"
+
+
+def read_env_values(names: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The values of the `env` names from this shell; an unset one fails before anything is submitted."""
+    environ = os.environ if environ is None else environ
+    missing = [name for name in names if name not in environ]
+    if missing:
+        raise ConfigError(f"hydra.launcher.env names {', '.join(missing)}, not set in this environment")
+    return {name: environ[name] for name in names}
+
+
+# ---------------------------------------------------------------------------------------------- job plans
+
+
+@dataclass
+class VertexJob:
+    """What one Vertex custom job runs and where it writes."""
+
+    composed: ComposedJob
+    display_name: str
+    output_uri: str  # gs://bucket/... as this machine sees it (metrics.json is read back from here)
+    container_output_dir: str  # the same place as the job sees it (/gcs/bucket/...)
+    args: list[str]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num(self) -> int:
+        return self.composed.num
+
+
+def sweep_name(config: DictConfig) -> str:
+    """W&B group, else task name, else Hydra's job name: `sweep_prune`, `quickstart`, `train`."""
+    for key in ("group", "task_name", "hydra.job.name"):
+        value = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+        if value:
+            return re.sub(r"[^a-z0-9_-]+", "-", str(value).lower()).strip("-") or "sweep"
+    return "sweep"
+
+
+def container_path(uri: str) -> str:
+    """gs://bucket/dir -> /gcs/bucket/dir: where Vertex mounts Cloud Storage inside the container."""
+    return "/gcs/" + uri[len("gs://"):] if uri.startswith("gs://") else uri
+
+
+def overrides_digest(overrides: list[str]) -> str:
+    return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:6]
+
+
+def plan_job(composed: ComposedJob, settings: VertexSettings, sweep: str, hydra_overrides: list[str]) -> VertexJob:
+    """Display name, output dir and container arguments of one job."""
+    output_uri = f"{settings.base_output_dir}/{sweep}/{settings.run_id}/{composed.num}"
+    job_dir = container_path(output_uri)
+    args = [*composed.overrides, *forwarded_hydra_overrides(hydra_overrides), override("hydra.run.dir", job_dir)]
+    args += app_overrides(composed.sweep_config, composed.overrides, settings, job_dir, sweep)
+    labels = {**settings.labels, "flavorfusion-sweep": label_value(sweep),
+              "flavorfusion-run": label_value(settings.run_id), "flavorfusion-job": str(composed.num)}
+    name = f"{sweep}-{settings.run_id}-{composed.num:03d}-{overrides_digest(composed.overrides)}"
+    return VertexJob(composed, name[:128], output_uri, job_dir, args, labels)
+
+
+def forwarded_hydra_overrides(hydra_overrides: list[str]) -> list[str]:
+    """Hydra overrides the job should see too (e.g. hydra.verbose), minus those that configure this launch."""
+    kept = []
+    for item in hydra_overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if not any(key == k or key.startswith(k + ".") for k in _LAUNCH_ONLY_HYDRA_KEYS):
+            kept.append(item)
+    return kept
+
+
+def app_overrides(cfg: DictConfig, user_overrides: list[str], settings: VertexSettings, job_dir: str,
+                  sweep: str) -> list[str]:
+    """Overrides for the keys this app has: output dir, resume, W&B group, trainer devices and nodes.
+
+    A key the user overrode keeps the user's value; a key the app lacks is left alone.
+    """
+    user_keys = {item.split("=", 1)[0].lstrip("+~") for item in user_overrides}
+    extra = []
+
+    def add(key: str, value: Any) -> None:
+        if key not in user_keys and _has_key(cfg, key):
+            extra.append(override(key, value))
+
+    add("paths.output_dir", job_dir)
+    if _value(cfg, "ckpt_path") is None:
+        add("ckpt_path", "last")  # a restarted spot job resumes from <output dir>/checkpoints/last.ckpt
+    if _value(cfg, "group") is None:
+        add("group", sweep)
+    if settings.uses_gpus and settings.accelerator_count > 1:
+        add("trainer.devices", settings.accelerator_count)
+    if settings.replica_count > 1:
+        add("trainer.num_nodes", settings.replica_count)
+    if (settings.uses_gpus and settings.accelerator_count > 1) or settings.replica_count > 1:
+        add("trainer.strategy", "ddp")
+    return extra
+
+
+def _has_key(cfg: DictConfig, dotted: str) -> bool:
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in node
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+
+def override(key: str, value: Any) -> str:
+    """key=value, quoted when the value holds characters Hydra's override grammar treats specially."""
+    text = str(value)
+    if re.fullmatch(r"[\w./:@+-]*", text):
+        return f"{key}={text}"
+    return f"{key}='" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def label_value(text: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower())[:63]
+
+
+# -------------------------------------------------------------------------------------------- CustomJobs
+
+
+def build_custom_job(job: VertexJob, settings: VertexSettings, env_values: Mapping[str, str] | None = None):
+    """The CustomJob proto. Without `env_values`, env vars carry their names only (for files and logs)."""
+    from google.cloud.aiplatform_v1 import types
+    from google.protobuf import duration_pb2
+
+    machine = types.MachineSpec(machine_type=settings.machine_type)
+    if settings.uses_gpus:
+        if settings.accelerator_type not in types.AcceleratorType.__members__:
+            raise ConfigError(f"hydra.launcher.accelerator_type {settings.accelerator_type!r} is not a Vertex "
+                              "accelerator (e.g. NVIDIA_L4, NVIDIA_TESLA_T4, NVIDIA_A100_80GB)")
+        machine.accelerator_type = types.AcceleratorType[settings.accelerator_type]
+        machine.accelerator_count = settings.accelerator_count
+    env = [types.EnvVar(name=name, value=env_values[name]) if env_values else types.EnvVar(name=name)
+           for name in settings.env]
+    env += [types.EnvVar(name=SECRET_ENV_PREFIX + name, value=ref) for name, ref in settings.secrets.items()]
+    container = types.ContainerSpec(image_uri=settings.image_uri, command=settings.command, args=job.args, env=env)
+    pools = [types.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container)]
+    if settings.replica_count > 1:  # workerpool1: the other nodes, same machine and container
+        pools.append(types.WorkerPoolSpec(machine_spec=machine, replica_count=settings.replica_count - 1,
+                                          container_spec=container))
+    spec = types.CustomJobSpec(worker_pool_specs=pools)
+    scheduling = types.Scheduling()
+    if settings.replica_count > 1:  # a restarted node rejoins only if every node restarts (DDP rendezvous)
+        scheduling.restart_job_on_worker_restart = True
+    if settings.timeout_s:
+        scheduling.timeout = duration_pb2.Duration(seconds=settings.timeout_s)
+    if settings.spot:
+        scheduling.strategy = types.Scheduling.Strategy.SPOT
+    if scheduling != types.Scheduling():
+        spec.scheduling = scheduling
+    if settings.service_account:
+        spec.service_account = settings.service_account
+    if job.output_uri.startswith("gs://"):
+        # Vertex then sets AIP_MODEL_DIR / AIP_CHECKPOINT_DIR to <output>/model and <output>/checkpoints,
+        # the same places paths.export_dir and paths.checkpoint_dir point at
+        spec.base_output_directory = types.GcsDestination(output_uri_prefix=job.output_uri)
+    return types.CustomJob(display_name=job.display_name, job_spec=spec, labels=job.labels)
+
+
+def gcloud_config(custom_job) -> dict:
+    """The job spec as `gcloud ai custom-jobs create --config` reads it (camelCase JSON names)."""
+    from google.cloud.aiplatform_v1 import types
+
+    return types.CustomJobSpec.to_dict(custom_job.job_spec, preserving_proto_field_name=False,
+                                       use_integers_for_enums=False, including_default_value_fields=False)
+
+
+def write_job_spec(job: VertexJob, settings: VertexSettings, custom_job) -> str:
+    """<job dir>/custom_job.yaml, with the gcloud command that submits it; env values are left out."""
+    import yaml
+
+    labels = ",".join(f"{k}={v}" for k, v in custom_job.labels.items())
+    header = [
+        f"# Vertex AI custom job {job.display_name} (job {job.num} of sweep run {settings.run_id})",
+        "# submit it by hand with:",
+        f"#   gcloud ai custom-jobs create --project={settings.project} --region={settings.region} \\",
+        f"#     --display-name={job.display_name} --labels={labels} --config=custom_job.yaml",
+    ]
+    if settings.env:
+        header.append(f"# values of env vars are not written here; the launcher reads them from your shell: "
+                      f"{', '.join(settings.env)}")
+    path = os.path.join(job.composed.local_dir, "custom_job.yaml")
+    os.makedirs(job.composed.local_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(header) + "\n")
+        yaml.safe_dump(gcloud_config(custom_job), f, sort_keys=False, width=1000)
+    return path
+
+
+_SUCCEEDED_STATES = {"JOB_STATE_SUCCEEDED"}
+_FAILED_STATES = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+_WAITING_STATES = {"JOB_STATE_UNSPECIFIED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_PAUSED"}
+
+
+def job_state(custom_job) -> JobState:
+    """Vertex's JobState as the engine's: PENDING, RUNNING, SUCCEEDED, or FAILED with Vertex's message."""
+    name = custom_job.state.name
+    if name in _SUCCEEDED_STATES:
+        return JobState(SUCCEEDED)
+    if name in _FAILED_STATES:
+        message = custom_job.error.message if custom_job.error and custom_job.error.message else ""
+        return JobState(FAILED, message or name.removeprefix("JOB_STATE_").lower())
+    return JobState(PENDING if name in _WAITING_STATES else RUNNING)
+
+
+class VertexBackend:
+    """The engine's backend for Vertex AI; every call to Google goes through `client` (VertexJobClient)."""
+
+    def __init__(self, client, settings: VertexSettings, env_values: Mapping[str, str]):
+        self.client = client
+        self.settings = settings
+        self._env_values = dict(env_values)
+
+    def submit(self, job: VertexJob) -> str:
+        return self.client.submit(build_custom_job(job, self.settings, self._env_values))
+
+    def get(self, job_id: str) -> JobState:
+        return job_state(self.client.get(job_id))
+
+    def cancel(self, job_id: str) -> None:
+        self.client.cancel(job_id)
+
+    def result(self, job: VertexJob, job_id: str) -> Any:
+        metrics = self.client.read_metrics(job.output_uri)
+        if self.settings.return_metric is None:
+            return metrics
+        if self.settings.return_metric not in metrics:
+            raise KeyError(f"{self.settings.return_metric} is not in {job.output_uri}/metrics.json")
+        return metrics[self.settings.return_metric]
