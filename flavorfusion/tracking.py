@@ -19,9 +19,24 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+def sweep_group() -> str | None:
+    """In a `-m` sweep, a group shared by its jobs: `<job name>/<sweep dir name>`."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra_cfg = HydraConfig.get()
+    return f"{hydra_cfg.job.name}/{os.path.basename(os.path.normpath(hydra_cfg.sweep.dir))}"
+
+
 def wandb_logger(project: str = "FlavorFusion", offline: bool | None = None, log_model_artifact: bool = True,
-                 **kwargs) -> WandbLogger:
-    """A WandbLogger that goes offline when no API key is available (or WANDB_MODE=offline)."""
+                 group: str | None = None, **kwargs) -> WandbLogger:
+    """A WandbLogger that goes offline when no API key is available (or WANDB_MODE=offline).
+
+    `group` defaults to the sweep's group in a multirun, so W&B dashboards compare its runs.
+    """
+    kwargs["group"] = group or sweep_group()
     if offline is None:
         offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not has_wandb_credentials()
     if offline:

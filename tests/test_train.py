@@ -149,3 +149,20 @@ def test_export_dir_without_weights_names_the_key(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="model.name_or_path=.* holds no model weights"):
         load_pretrained(str(tmp_path))
+
+
+def test_sweep_jobs_share_a_wandb_group(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, read_write
+
+    from flavorfusion.tracking import sweep_group
+
+    compose_train(["experiment=quickstart", f"hydra.sweep.dir={tmp_path}/2026-11-27_10-00-00"], tmp_path)
+    assert sweep_group() is None  # a single run has no sweep group
+    hydra_cfg = HydraConfig.get()
+    with read_write(hydra_cfg):
+        hydra_cfg.mode = RunMode.MULTIRUN
+        hydra_cfg.job.name = "train"
+    HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra_cfg}))
+    assert sweep_group() == "train/2026-11-27_10-00-00"
