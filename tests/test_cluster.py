@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -113,3 +114,45 @@ def test_an_unreadable_secret_names_the_reference_and_the_variable():
 
     with pytest.raises(RuntimeError, match=r"cannot read secret projects/p/secrets/hf/versions/latest for HF_TOKEN"):
         resolve_secret_env(environ, access_secret=denied)
+
+
+TWO_NODE_SCRIPT = """
+import os
+import lightning as L
+from lightning.pytorch.demos.boring_classes import BoringModel
+from flavorfusion.cluster import configure_from_vertex_env
+
+found = configure_from_vertex_env()
+trainer = L.Trainer(accelerator="cpu", devices=1, num_nodes=found["num_nodes"], strategy="ddp", max_steps=2,
+                    limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=os.environ["ROOT_DIR"])
+trainer.fit(BoringModel())
+print(f"RESULT node_rank={found['node_rank']} global_rank={trainer.global_rank} world_size={trainer.world_size}")
+"""
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_through_the_cluster_spec(tmp_path):
+    """Two processes given Vertex-style CLUSTER_SPECs (chief, worker) form one DDP group on this machine."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = {"workerpool0": [f"127.0.0.1:{port}"], "workerpool1": ["127.0.0.1:2222"]}
+    script = tmp_path / "two_nodes.py"
+    script.write_text(TWO_NODE_SCRIPT)
+    nodes = []
+    for task_type in ("workerpool0", "workerpool1"):
+        spec = json.dumps({"cluster": cluster, "task": {"type": task_type, "index": 0}, "environment": "cloud"})
+        env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK",
+                                                                   "LOCAL_RANK", "WORLD_SIZE", "RANK")}
+        env.update(CLUSTER_SPEC=spec, ROOT_DIR=str(tmp_path / task_type), RANK="7", WORLD_SIZE="2")
+        nodes.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    results = sorted(line for out in outputs for line in out.splitlines() if line.startswith("RESULT"))
+    assert results == ["RESULT node_rank=0 global_rank=0 world_size=2",
+                       "RESULT node_rank=1 global_rank=1 world_size=2"], outputs
