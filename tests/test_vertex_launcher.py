@@ -20,7 +20,12 @@ from hydra_plugins.vertex_launcher import client as client_module
 from hydra_plugins.vertex_launcher._engine import FAILED, RUNNING, SUCCEEDED, JobState, run_jobs
 from hydra_plugins.vertex_launcher._jobs import JobFailedError
 from hydra_plugins.vertex_launcher.client import VertexJobClient
-from hydra_plugins.vertex_launcher.vertex import VertexSettings, forwarded_hydra_overrides, parse_timeout
+from hydra_plugins.vertex_launcher.vertex import (
+    VertexSettings,
+    forwarded_hydra_overrides,
+    override,
+    parse_timeout,
+)
 from omegaconf import OmegaConf
 
 from flavorfusion.errors import ConfigError
@@ -202,6 +207,11 @@ def test_only_job_level_hydra_overrides_reach_the_container():
     assert forwarded_hydra_overrides(given) == ["hydra.verbose=true", "hydra.job.chdir=true"]
 
 
+@pytest.mark.parametrize("value", ["/gcs/b/runs/x/0", "gs://b/x", "/tmp/a b/c", "/tmp/it's", "/tmp/x,y=z"])
+def test_added_overrides_read_back_as_the_same_value(value):
+    assert OverridesParser.create().parse_override(override("paths.output_dir", value)).value() == value
+
+
 # ----------------------------------------------------------------------------------------- dry run, specs
 
 
@@ -349,6 +359,20 @@ def test_env_values_reach_the_job_but_no_file_arg_or_log(app_dir, tmp_path, fake
     assert "sekrit" not in caplog.text + out + err
     spec = read_spec(tmp_path / "sweep" / "0" / "custom_job.yaml")
     assert {"name": "WANDB_API_KEY"} in spec["workerPoolSpecs"][0]["containerSpec"]["env"]
+
+
+def test_a_sweep_started_from_another_entry_point_must_say_what_the_container_runs(app_dir, tmp_path, monkeypatch,
+                                                                                      capsys):
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="flavorfusion.evaluate")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with pytest.raises(SystemExit):
+        launch(app_dir, vertex_overrides(tmp_path, "hydra.launcher.dry_run=true"), [["lr=0.1"]])
+    assert "set hydra.launcher.command=[python,-m,flavorfusion.evaluate]" in capsys.readouterr().err
+    launch(app_dir, vertex_overrides(tmp_path, "hydra.launcher.dry_run=true",
+                                     "hydra.launcher.command=[python,-m,flavorfusion.evaluate]"), [["lr=0.1"]])
 
 
 def test_an_unset_env_var_fails_before_submission(app_dir, tmp_path, fake_vertex, monkeypatch, capsys):

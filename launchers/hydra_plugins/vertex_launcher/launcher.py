@@ -2,6 +2,7 @@
 the same submit/poll machinery against local processes."""
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,8 @@ class VertexLauncher(_SubmitAndPollLauncher):
         assert self.config is not None
         # every check that can fail runs before the first submission
         settings = vertex.VertexSettings.from_params(self.params, default_run_id=self.launched_at)
+        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        vertex.check_command_matches_entry_point(settings.command, main_spec.name if main_spec else None)
         env_values = vertex.read_env_values(settings.env)
         sweep = vertex.sweep_name(self.config)
         hydra_overrides = list(OmegaConf.to_container(self.config.hydra.overrides.hydra))

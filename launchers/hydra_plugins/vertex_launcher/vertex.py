@@ -125,6 +125,13 @@ def secret_version(ref: str, project: str) -> str:
     return f"projects/{project}/secrets/{ref}/versions/latest"
 
 
+def check_command_matches_entry_point(command: list[str], main_module: str | None) -> None:
+    """Started from flavorfusion.evaluate, a sweep must not run flavorfusion.train on the GPUs (or vice versa)."""
+    if main_module and main_module.startswith("flavorfusion.") and main_module not in command:
+        raise ConfigError(f"hydra.launcher.command runs {' '.join(command)}, but this sweep was started from "
+                          f"{main_module}; set hydra.launcher.command=[python,-m,{main_module}]")
+
+
 def read_env_values(names: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The values of the `env` names from this shell; an unset one fails before anything is submitted."""
     environ = os.environ if environ is None else environ
@@ -144,8 +151,7 @@ class VertexJob:
     composed: ComposedJob
     display_name: str
     output_uri: str  # gs://bucket/... as this machine sees it (metrics.json is read back from here)
-    container_output_dir: str  # the same place as the job sees it (/gcs/bucket/...)
-    args: list[str]
+    args: list[str]  # the job sees output_uri as /gcs/bucket/... (container_path)
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -180,7 +186,7 @@ def plan_job(composed: ComposedJob, settings: VertexSettings, sweep: str, hydra_
     labels = {**settings.labels, "flavorfusion-sweep": label_value(sweep),
               "flavorfusion-run": label_value(settings.run_id), "flavorfusion-job": str(composed.num)}
     name = f"{sweep}-{settings.run_id}-{composed.num:03d}-{overrides_digest(composed.overrides)}"
-    return VertexJob(composed, name[:128], output_uri, job_dir, args, labels)
+    return VertexJob(composed, name[:128], output_uri, args, labels)
 
 
 def forwarded_hydra_overrides(hydra_overrides: list[str]) -> list[str]:
@@ -235,7 +241,7 @@ def override(key: str, value: Any) -> str:
     text = str(value)
     if re.fullmatch(r"[\w./:@+-]*", text):
         return f"{key}={text}"
-    return f"{key}='" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}='" + text.replace("'", "\\'") + "'"
 
 
 def label_value(text: str) -> str:
