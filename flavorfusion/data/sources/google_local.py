@@ -10,15 +10,16 @@ not_restaurant, null_text, too_short / too_long, duplicate, over_cap, group_too_
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import orjson
 import pyarrow as pa
 
 from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
-from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, iter_lines
+from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, iter_lines, open_lines
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
 
@@ -30,6 +31,19 @@ if TYPE_CHECKING:
 TRANSLATED_MARK = "(Translated by Google)"
 ORIGINAL_MARK = "(Original)"
 UNTRANSLATED_LANGUAGE = "en"
+_NUMBER = frozenset((int, float))
+REVIEW_DROP_REASONS = (
+    "blank_line",
+    "malformed_json",
+    "missing_field",
+    "unknown_business",
+    "not_restaurant",
+    "null_text",
+    "too_short",
+    "too_long",
+    "duplicate",
+    "over_cap",
+)
 
 SCHEMA = pa.schema(
     [
@@ -52,14 +66,13 @@ SCHEMA = pa.schema(
 _WRITE_BATCH_REVIEWS = 50_000
 
 
-class KeptReview(NamedTuple):
-    # (time, seq) orders the per-business heap: oldest first out; seq breaks ties, so the
-    # strings are never compared
-    time: float
-    seq: int
-    text: str
-    original: str | None
-    reviewer: str | None
+# a kept review: (time, line number, English text, original text or None, reviewer name or None)
+TIME, LINE, TEXT, ORIGINAL, REVIEWER = range(5)
+
+# How json.dumps (and so the UCSD files) writes the key. Inside a JSON string a quote is escaped, so
+# these bytes can only be the key itself; other spellings simply take the full-parse path.
+_GMAP_KEY = b'"gmap_id": "'
+_GMAP_VALUE_AT = len(_GMAP_KEY)
 
 
 def split_translation(text: str) -> tuple[str, str | None]:
@@ -119,8 +132,9 @@ class GoogleLocalSource(ReviewGroupSource):
     def _read_meta(self, files: list[str], report: PrepareReport, progress: bool):
         count = report.add_input("meta", files)
         restaurants: dict[str, tuple[str | None, str | None]] = {}
-        # other businesses, kept only to tell `not_restaurant` from `unknown_business`
-        others: set[str] = set()
+        # other businesses (UTF-8 bytes, as the fast path reads them from the review lines), kept
+        # only to tell `not_restaurant` from `unknown_business`
+        others: set[bytes] = set()
         categories = self.categories
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         lines = 0
@@ -142,13 +156,13 @@ class GoogleLocalSource(ReviewGroupSource):
                 if not isinstance(gmap_id, str) or "category" not in record:
                     count.drop("missing_field")
                     continue
-                if gmap_id in restaurants or gmap_id in others:
+                if gmap_id in restaurants or gmap_id.encode() in others:
                     count.drop("duplicate")
                     continue
                 category = record["category"]
                 if category is None:
                     count.drop("null_category")
-                    others.add(gmap_id)
+                    others.add(gmap_id.encode())
                     continue
                 if isinstance(category, str):
                     category = [category]
@@ -158,7 +172,7 @@ class GoogleLocalSource(ReviewGroupSource):
                     restaurants[gmap_id] = (record.get("name"), record.get("address"))
                     count.kept += 1
                 else:
-                    others.add(gmap_id)
+                    others.add(gmap_id.encode())
                     count.drop("not_restaurant")
         count.lines = lines
         return restaurants, others
@@ -166,73 +180,106 @@ class GoogleLocalSource(ReviewGroupSource):
     # -- pass 2: stream the reviews, keep the most recent N per restaurant -----------------------
     def _read_reviews(self, files, restaurants, others, report: PrepareReport, progress: bool):
         count = report.add_input("reviews", files)
-        dropped = count.dropped
-        kept: dict[str, list[KeptReview]] = {}
+        # a plain dict (not the Counter) in the hot loop: faster item updates
+        dropped: dict[str, int] = dict.fromkeys(REVIEW_DROP_REASONS, 0)
+        kept: dict[str, list[tuple]] = {}
         seen: set[int] = set()
         min_chars, max_chars, cap = self.min_chars, self.max_chars, self.max_reviews
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
-        push, pushpop = heapq.heappush, heapq.heappushpop
+        heapify, pushpop = heapq.heapify, heapq.heappushpop
+        restaurant_keys = {gmap_id.encode() for gmap_id in restaurants}
         lines = 0
-        for url in files:
-            for line in iter_lines(url, desc="reviews", progress=progress):
-                lines += 1
-                if not line or line.isspace():
-                    dropped["blank_line"] += 1
-                    continue
-                try:
-                    record = loads(line)
-                except decode_error:  # also invalid UTF-8
-                    dropped["malformed_json"] += 1
-                    continue
-                if type(record) is not dict:
-                    dropped["malformed_json"] += 1
-                    continue
-                gmap_id = record.get("gmap_id")
-                user_id = record.get("user_id")
-                time = record.get("time")
-                if (
-                    gmap_id is None
-                    or user_id is None
-                    or "text" not in record
-                    or not isinstance(time, int | float)
-                    or not isinstance(gmap_id, str)
-                ):
-                    dropped["missing_field"] += 1
-                    continue
-                if gmap_id not in restaurants:
-                    dropped["not_restaurant" if gmap_id in others else "unknown_business"] += 1
-                    continue
-                text = record["text"]
-                if text is None:
-                    dropped["null_text"] += 1
-                    continue
-                if not isinstance(text, str):
-                    dropped["missing_field"] += 1
-                    continue
-                english, original = split_translation(text)
-                n = len(english)
-                if n < min_chars:
-                    dropped["too_short"] += 1
-                    continue
-                if n >= max_chars:
-                    dropped["too_long"] += 1
-                    continue
-                # 64-bit hashes, not the strings: memory stays per review, not per character
-                key = hash((user_id, gmap_id, text))
-                if key in seen:
-                    dropped["duplicate"] += 1
-                    continue
-                seen.add(key)
-                review = KeptReview(time, lines, english, original, record.get("name"))
-                heap = kept.get(gmap_id)
-                if heap is None:
-                    kept[gmap_id] = [review]
-                elif cap is None or len(heap) < cap:
-                    push(heap, review)
-                else:
-                    pushpop(heap, review)  # drops the oldest of cap + 1
-                    dropped["over_cap"] += 1
+        # millions of short-lived dicts would trigger the cyclic GC over and over, each time walking
+        # everything kept so far; nothing here makes reference cycles
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for url in files:
+                with open_lines(url, desc="reviews", progress=progress) as file:
+                    for line in file.lines:
+                        lines += 1
+                        if not lines & 0x3FFF:
+                            file.progress()
+                        if line.isspace() or not line:
+                            dropped["blank_line"] += 1
+                            continue
+                        # fast path: most lines belong to businesses that are not restaurants; read their
+                        # gmap_id from the bytes (the key comes last, so search from the end) and skip
+                        # them without parsing the JSON. Inlined: this runs for every line.
+                        at = line.rfind(_GMAP_KEY)
+                        if at >= 0:
+                            at += _GMAP_VALUE_AT
+                            end = line.find(b'"', at)
+                            scanned = line[at:end]
+                            if end > at and scanned not in restaurant_keys and b"\\" not in scanned:
+                                dropped["not_restaurant" if scanned in others else "unknown_business"] += 1
+                                continue
+                        try:
+                            record = loads(line)
+                        except decode_error:  # also invalid UTF-8
+                            dropped["malformed_json"] += 1
+                            continue
+                        try:
+                            gmap_id = record["gmap_id"]
+                            user_id = record["user_id"]
+                            time = record["time"]
+                            text = record["text"]
+                        except KeyError:
+                            dropped["missing_field"] += 1
+                            continue
+                        except TypeError:  # valid JSON, but not an object
+                            dropped["malformed_json"] += 1
+                            continue
+                        if gmap_id.__class__ is not str or user_id is None or time.__class__ not in _NUMBER:
+                            dropped["missing_field"] += 1
+                            continue
+                        if gmap_id not in restaurants:
+                            dropped[
+                                "not_restaurant" if gmap_id.encode() in others else "unknown_business"
+                            ] += 1
+                            continue
+                        if text is None:
+                            dropped["null_text"] += 1
+                            continue
+                        if text.__class__ is not str:
+                            dropped["missing_field"] += 1
+                            continue
+                        english, original = (
+                            split_translation(text) if TRANSLATED_MARK in text else (text, None)
+                        )
+                        n = len(english)
+                        if n < min_chars:
+                            dropped["too_short"] += 1
+                            continue
+                        if n >= max_chars:
+                            dropped["too_long"] += 1
+                            continue
+                        # 64-bit hashes, not the strings: memory stays per review, not per character
+                        key = hash((user_id, gmap_id, text))
+                        if key in seen:
+                            dropped["duplicate"] += 1
+                            continue
+                        seen.add(key)
+                        # Per restaurant: a plain list until it holds `cap` reviews, then a min-heap on
+                        # (time, line number): the oldest goes first, and the line number breaks ties so
+                        # the strings are never compared.
+                        reviews = kept.get(gmap_id)
+                        if reviews is None:
+                            kept[gmap_id] = [(time, lines, english, original, record.get("name"))]
+                        elif cap is None or len(reviews) < cap:
+                            reviews.append((time, lines, english, original, record.get("name")))
+                            if len(reviews) == cap:
+                                heapify(reviews)
+                        elif time < reviews[0][0]:  # older than all it competes with: out at once
+                            dropped["over_cap"] += 1
+                        else:
+                            pushpop(reviews, (time, lines, english, original, record.get("name")))
+                            dropped["over_cap"] += 1  # the oldest of cap + 1 went
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         count.lines = lines
+        count.dropped.update({reason: n for reason, n in dropped.items() if n})
         return kept
 
     def write_groups(
@@ -256,7 +303,7 @@ class GoogleLocalSource(ReviewGroupSource):
 
         # flatten, businesses in metadata order, each one's reviews newest first
         businesses = [gmap_id for gmap_id in restaurants if gmap_id in kept]
-        reviews: list[KeptReview] = []
+        reviews: list[tuple] = []
         spans: list[tuple[int, int]] = []
         for gmap_id in businesses:
             heap = kept.pop(gmap_id)
@@ -306,8 +353,8 @@ class GoogleLocalSource(ReviewGroupSource):
         report.written["rows_per_group"] = dict(sorted(rows_per_group.items(), key=lambda kv: -kv[1]))
         report.written["groups_too_small"] = groups_too_small
 
-    def _columns(self, reviews: list[KeptReview], progress: bool) -> ReviewColumns:
-        originals = [r.original for r in reviews]
+    def _columns(self, reviews: list[tuple], progress: bool) -> ReviewColumns:
+        originals = [r[ORIGINAL] for r in reviews]
         languages: list[str | None] = [UNTRANSLATED_LANGUAGE if o is None else None for o in originals]
         confidences: list[float | None] = [None] * len(reviews)
         translated = [i for i, o in enumerate(originals) if o is not None]
@@ -316,11 +363,11 @@ class GoogleLocalSource(ReviewGroupSource):
             for i, code, score in zip(translated, codes, scores, strict=True):
                 languages[i], confidences[i] = code, score
         return ReviewColumns(
-            texts=[r.text for r in reviews],
+            texts=[r[TEXT] for r in reviews],
             originals=originals,
             languages=languages,
             language_confidences=confidences,
-            reviewers=[r.reviewer for r in reviews],
+            reviewers=[r[REVIEWER] for r in reviews],
             languages_identified=self.language_id is not None,
         )
 
