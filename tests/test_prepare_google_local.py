@@ -252,6 +252,26 @@ def test_surname_grouping_abstains_into_unknown(pair, tmp_path):
     assert report["inputs"]["reviews"]["kept"] == 14
 
 
+def test_fast_path_and_full_parse_count_alike(pair, tmp_path):
+    """Review lines written with other JSON spacing miss the byte-scan fast path and are parsed in
+    full; the report must not change."""
+    compact = tmp_path / "compact.json"
+    with gzip.open(pair["reviews"], "rb") as src, open(compact, "wb") as dst:
+        for line in src:
+            try:
+                dst.write(json.dumps(json.loads(line), separators=(",", ":")).encode() + b"\n")
+            except ValueError:  # broken lines stay as they are
+                dst.write(line)
+    overrides = ["source.language_id=null", f"source.meta={pair['meta']}"]
+    fast = prepare(
+        compose_prepare([*overrides, f"source.reviews={pair['reviews']}", f"output={tmp_path / 'a.parquet'}"])
+    )
+    full = prepare(compose_prepare([*overrides, f"source.reviews={compact}", f"output={tmp_path / 'b.parquet'}"]))
+    assert fast["inputs"]["reviews"]["dropped"] == full["inputs"]["reviews"]["dropped"]
+    assert fast["inputs"]["reviews"]["kept"] == full["inputs"]["reviews"]["kept"] == 14
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+
+
 def test_split_translation_both_orders():
     assert split_translation("plain text") == ("plain text", None)
     assert split_translation(translated("Very good", "Muy bueno")) == ("Very good", "Muy bueno")

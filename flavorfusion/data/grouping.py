@@ -124,12 +124,17 @@ class LanguageIdentifier:
         if self.languages is None:
             builder = LanguageDetectorBuilder.from_all_languages()
         else:
-            try:
-                codes = [IsoCode639_1.from_str(code) for code in self.languages]
-            except ValueError:
+            codes, unknown = [], []
+            for code in self.languages:
+                try:
+                    codes.append(IsoCode639_1.from_str(code))
+                except ValueError:
+                    unknown.append(code)
+            if unknown:
                 raise ConfigError(
-                    f"source.language_id.languages: lingua knows no ISO 639-1 code among {self.languages}"
-                ) from None
+                    f"source.language_id.languages: lingua knows no language with ISO 639-1 code "
+                    f"{', '.join(unknown)}"
+                )
             builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
         if self.low_accuracy:
             builder = builder.with_low_accuracy_mode()

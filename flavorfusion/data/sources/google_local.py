@@ -1,11 +1,13 @@
 """Google Local 2021 (UCSD) reviews + business metadata -> review groups per (restaurant, cultural group).
 
 Two passes over two inputs: the metadata is read whole (restaurants fit in memory), then the reviews
-are streamed line by line and only what is kept stays in memory: per restaurant, a heap of at most
+are streamed line by line and only what is kept stays in memory: per restaurant, at most
 `max_reviews_per_business` reviews (the most recent), plus one hash per accepted review for
 duplicate detection. Each review line ends up in the report as kept or dropped with exactly one
-reason, checked in this order: blank_line, malformed_json, missing_field, unknown_business /
-not_restaurant, null_text, too_short / too_long, duplicate, over_cap, group_too_small.
+reason, checked in this order: blank_line; not_restaurant / unknown_business when the line's gmap_id
+can be read from its bytes (most lines: they are then never parsed); malformed_json; missing_field;
+not_restaurant / unknown_business; null_text; too_short / too_long; duplicate; over_cap;
+group_too_small. docs/prepare.md lists what each reason means.
 """
 
 from __future__ import annotations
