@@ -108,6 +108,9 @@ def write_pair(tmp_path: Path) -> dict[str, Path]:
     add(review("o2", "g_shop", "Another review of the gift shop, quite long.", t))  # not_restaurant
     add(review("o3", "g_null", "A business whose category is null in meta.", t))  # not_restaurant
     add(review("o4", "g_nowhere", "A business missing from the metadata file.", t))  # unknown_business
+    add(
+        {"time": t, "text": "No user_id, but a gift shop first of all.", "gmap_id": "g_shop"}
+    )  # not_restaurant
     add(b'{"user_id": "o5", "text": "cut off')  # malformed_json
     add(b'{"user_id": "o6", "text": "\xff\xfe not utf-8", "gmap_id": "g_r1", "time": 1}')  # malformed_json
     add(b"[1, 2, 3]")  # malformed_json (not an object)
@@ -158,7 +161,7 @@ REVIEWS_DROPPED_ANY_GROUPING = {
     "duplicate": 1,
     "malformed_json": 3,
     "missing_field": 1,
-    "not_restaurant": 3,
+    "not_restaurant": 4,
     "null_text": 1,
     "too_long": 1,
     "too_short": 1,
@@ -173,7 +176,7 @@ def test_language_grouping_counts_and_spanish_group(pair, tmp_path):
     meta_counts = report["inputs"]["meta"]
     assert {k: meta_counts[k] for k in ("lines", "kept", "dropped")} == META_EXPECTED
     reviews = report["inputs"]["reviews"]
-    assert reviews["lines"] == 27
+    assert reviews["lines"] == 28
     assert reviews["kept"] == 13
     assert reviews["dropped"] == {**REVIEWS_DROPPED_ANY_GROUPING, "group_too_small": 1}
     assert reviews["lines"] == reviews["kept"] + sum(reviews["dropped"].values())
@@ -266,7 +269,9 @@ def test_fast_path_and_full_parse_count_alike(pair, tmp_path):
     fast = prepare(
         compose_prepare([*overrides, f"source.reviews={pair['reviews']}", f"output={tmp_path / 'a.parquet'}"])
     )
-    full = prepare(compose_prepare([*overrides, f"source.reviews={compact}", f"output={tmp_path / 'b.parquet'}"]))
+    full = prepare(
+        compose_prepare([*overrides, f"source.reviews={compact}", f"output={tmp_path / 'b.parquet'}"])
+    )
     assert fast["inputs"]["reviews"]["dropped"] == full["inputs"]["reviews"]["dropped"]
     assert fast["inputs"]["reviews"]["kept"] == full["inputs"]["reviews"]["kept"] == 14
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))

@@ -4,15 +4,14 @@ Two passes over two inputs: the metadata is read whole (restaurants fit in memor
 are streamed line by line and only what is kept stays in memory: per restaurant, at most
 `max_reviews_per_business` reviews (the most recent), plus one hash per accepted review for
 duplicate detection. Each review line ends up in the report as kept or dropped with exactly one
-reason, checked in this order: blank_line; not_restaurant / unknown_business when the line's gmap_id
-can be read from its bytes (most lines: they are then never parsed); malformed_json; missing_field;
-not_restaurant / unknown_business; null_text; too_short / too_long; duplicate; over_cap;
-group_too_small. docs/prepare.md lists what each reason means.
+reason, checked in this order: blank_line; not_restaurant / unknown_business as soon as the line's
+gmap_id is known (read from the bytes for most lines, which are then never parsed); malformed_json;
+missing_field; null_text; too_short / too_long; duplicate; over_cap; group_too_small.
+docs/prepare.md lists what each reason means.
 """
 
 from __future__ import annotations
 
-import gc
 import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ import orjson
 import pyarrow as pa
 
 from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
-from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, iter_lines, open_lines
+from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, gc_paused, iter_lines, open_lines
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
 
@@ -191,95 +190,87 @@ class GoogleLocalSource(ReviewGroupSource):
         heapify, pushpop = heapq.heapify, heapq.heappushpop
         restaurant_keys = {gmap_id.encode() for gmap_id in restaurants}
         lines = 0
-        # millions of short-lived dicts would trigger the cyclic GC over and over, each time walking
-        # everything kept so far; nothing here makes reference cycles
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for url in files:
-                with open_lines(url, desc="reviews", progress=progress) as file:
-                    for line in file.lines:
-                        lines += 1
-                        if not lines & 0x3FFF:
-                            file.progress()
-                        if line.isspace() or not line:
-                            dropped["blank_line"] += 1
+        for url in files:
+            with open_lines(url, desc="reviews", progress=progress) as file:
+                for line in file.lines:
+                    lines += 1
+                    if not lines & 0x3FFF:
+                        file.progress()
+                    if line.isspace() or not line:
+                        dropped["blank_line"] += 1
+                        continue
+                    # fast path: most lines belong to businesses that are not restaurants; read their
+                    # gmap_id from the bytes (the key comes last, so search from the end) and skip
+                    # them without parsing the JSON. Inlined: this runs for every line.
+                    at = line.rfind(_GMAP_KEY)
+                    if at >= 0:
+                        at += _GMAP_VALUE_AT
+                        end = line.find(b'"', at)
+                        scanned = line[at:end]
+                        if end > at and scanned not in restaurant_keys and b"\\" not in scanned:
+                            dropped["not_restaurant" if scanned in others else "unknown_business"] += 1
                             continue
-                        # fast path: most lines belong to businesses that are not restaurants; read their
-                        # gmap_id from the bytes (the key comes last, so search from the end) and skip
-                        # them without parsing the JSON. Inlined: this runs for every line.
-                        at = line.rfind(_GMAP_KEY)
-                        if at >= 0:
-                            at += _GMAP_VALUE_AT
-                            end = line.find(b'"', at)
-                            scanned = line[at:end]
-                            if end > at and scanned not in restaurant_keys and b"\\" not in scanned:
-                                dropped["not_restaurant" if scanned in others else "unknown_business"] += 1
-                                continue
-                        try:
-                            record = loads(line)
-                        except decode_error:  # also invalid UTF-8
-                            dropped["malformed_json"] += 1
-                            continue
-                        try:
-                            gmap_id = record["gmap_id"]
-                            user_id = record["user_id"]
-                            time = record["time"]
-                            text = record["text"]
-                        except KeyError:
-                            dropped["missing_field"] += 1
-                            continue
-                        except TypeError:  # valid JSON, but not an object
-                            dropped["malformed_json"] += 1
-                            continue
-                        if gmap_id.__class__ is not str or user_id is None or time.__class__ not in _NUMBER:
-                            dropped["missing_field"] += 1
-                            continue
-                        if gmap_id not in restaurants:
-                            dropped[
-                                "not_restaurant" if gmap_id.encode() in others else "unknown_business"
-                            ] += 1
-                            continue
-                        if text is None:
-                            dropped["null_text"] += 1
-                            continue
-                        if text.__class__ is not str:
-                            dropped["missing_field"] += 1
-                            continue
-                        english, original = (
-                            split_translation(text) if TRANSLATED_MARK in text else (text, None)
-                        )
-                        n = len(english)
-                        if n < min_chars:
-                            dropped["too_short"] += 1
-                            continue
-                        if n >= max_chars:
-                            dropped["too_long"] += 1
-                            continue
-                        # 64-bit hashes, not the strings: memory stays per review, not per character
-                        key = hash((user_id, gmap_id, text))
-                        if key in seen:
-                            dropped["duplicate"] += 1
-                            continue
-                        seen.add(key)
-                        # Per restaurant: a plain list until it holds `cap` reviews, then a min-heap on
-                        # (time, line number): the oldest goes first, and the line number breaks ties so
-                        # the strings are never compared.
-                        reviews = kept.get(gmap_id)
-                        if reviews is None:
-                            kept[gmap_id] = [(time, lines, english, original, record.get("name"))]
-                        elif cap is None or len(reviews) < cap:
-                            reviews.append((time, lines, english, original, record.get("name")))
-                            if len(reviews) == cap:
-                                heapify(reviews)
-                        elif time < reviews[0][0]:  # older than all it competes with: out at once
-                            dropped["over_cap"] += 1
-                        else:
-                            pushpop(reviews, (time, lines, english, original, record.get("name")))
-                            dropped["over_cap"] += 1  # the oldest of cap + 1 went
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+                    try:
+                        record = loads(line)
+                    except decode_error:  # also invalid UTF-8
+                        dropped["malformed_json"] += 1
+                        continue
+                    try:
+                        gmap_id = record.get("gmap_id")
+                    except AttributeError:  # valid JSON, but not an object
+                        dropped["malformed_json"] += 1
+                        continue
+                    if gmap_id.__class__ is not str:
+                        dropped["missing_field"] += 1
+                        continue
+                    if gmap_id not in restaurants:
+                        dropped["not_restaurant" if gmap_id.encode() in others else "unknown_business"] += 1
+                        continue
+                    try:
+                        user_id = record["user_id"]
+                        time = record["time"]
+                        text = record["text"]
+                    except KeyError:
+                        dropped["missing_field"] += 1
+                        continue
+                    if user_id is None or time.__class__ not in _NUMBER:
+                        dropped["missing_field"] += 1
+                        continue
+                    if text is None:
+                        dropped["null_text"] += 1
+                        continue
+                    if text.__class__ is not str:
+                        dropped["missing_field"] += 1
+                        continue
+                    english, original = split_translation(text) if TRANSLATED_MARK in text else (text, None)
+                    n = len(english)
+                    if n < min_chars:
+                        dropped["too_short"] += 1
+                        continue
+                    if n >= max_chars:
+                        dropped["too_long"] += 1
+                        continue
+                    # 64-bit hashes, not the strings: memory stays per review, not per character
+                    key = hash((user_id, gmap_id, text))
+                    if key in seen:
+                        dropped["duplicate"] += 1
+                        continue
+                    seen.add(key)
+                    # Per restaurant: a plain list until it holds `cap` reviews, then a min-heap on
+                    # (time, line number): the oldest goes first, and the line number breaks ties so
+                    # the strings are never compared.
+                    reviews = kept.get(gmap_id)
+                    if reviews is None:
+                        kept[gmap_id] = [(time, lines, english, original, record.get("name"))]
+                    elif cap is None or len(reviews) < cap:
+                        reviews.append((time, lines, english, original, record.get("name")))
+                        if len(reviews) == cap:
+                            heapify(reviews)
+                    elif time < reviews[0][0]:  # older than all it competes with: out at once
+                        dropped["over_cap"] += 1
+                    else:
+                        pushpop(reviews, (time, lines, english, original, record.get("name")))
+                        dropped["over_cap"] += 1  # the oldest of cap + 1 went
         count.lines = lines
         count.dropped.update({reason: n for reason, n in dropped.items() if n})
         return kept
@@ -299,6 +290,10 @@ class GoogleLocalSource(ReviewGroupSource):
                 "English translation (use translate=none)"
             )
         files = self.input_files()
+        with gc_paused():
+            self._write_groups(files, writer, grouping, report, progress)
+
+    def _write_groups(self, files, writer, grouping, report, progress) -> None:
         restaurants, others = self._read_meta(files["meta"], report, progress)
         kept = self._read_reviews(files["reviews"], restaurants, others, report, progress)
         del others
