@@ -74,13 +74,20 @@ def test_lightning_reads_what_was_set(monkeypatch):
     from lightning.fabric.plugins.environments import LightningEnvironment
 
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK"):
-        monkeypatch.delenv(name, raising=False)
+        # set, then delete: monkeypatch then removes what configure_from_vertex_env sets, so no later test
+        # (a Lightning run) sees this fake cluster
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("CLUSTER_SPEC", cluster_spec("workerpool1", 0))
     configure_from_vertex_env()
     env = LightningEnvironment()
     assert (env.main_address, env.main_port, env.node_rank()) == ("cmle-training-workerpool0-1a2b-0", 2222, 1)
     # Lightning starts the per-node processes itself (no LOCAL_RANK: not launched externally)
     assert not env.creates_processes_externally
+
+
+def test_the_cluster_test_left_no_variables_behind():
+    assert not {"MASTER_ADDR", "MASTER_PORT", "NODE_RANK"} & set(os.environ)
 
 
 def test_secret_reference_becomes_the_variable_and_its_value_is_not_logged(caplog):
