@@ -214,3 +214,19 @@ def test_google_translator_batches_and_retries(tmp_path):
     assert client.requests[0]["parent"] == "projects/demo/locations/global"
     assert client.requests[0]["target_language_code"] == "en"
     translator.close()
+
+
+def test_remote_input_and_output_through_fsspec(lsars, tmp_path):
+    """Non-local URLs take the fsspec path (as gs:// does); fsspec's in-memory filesystem stands in."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/raw/lsars.jsonl", lsars.read_bytes())
+    report = prepare(
+        compose_prepare(["source.path=memory://bucket/raw/*.jsonl", "output=memory://bucket/groups/lsars.parquet"])
+    )
+    assert report["inputs"]["items"]["kept"] == 3
+    with fs.open("/bucket/groups/lsars.parquet", "rb") as f:
+        assert pq.read_table(f).num_rows == 3
+    assert fs.exists("/bucket/groups/lsars.report.json")
+    fs.rm("/bucket", recursive=True)

@@ -94,7 +94,7 @@ class PrepareReport:
                 f"wrote {self.written.get('rows', 0):,} rows, {self.written.get('reviews', 0):,} reviews"
             )
             if groups:
-                summary += " (" + " ".join(f"{g}={n}" for g, n in groups.items()) + ")"
+                summary += " (rows per group: " + " ".join(f"{g}={n}" for g, n in groups.items()) + ")"
             lines.append(f"{summary} -> {self.output}")
         return "\n".join(lines)
 
