@@ -9,6 +9,7 @@ Everything is built from config (`conf/prepare.yaml`, groups `source`, `grouping
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -75,6 +76,8 @@ def _run(cfg: DictConfig, source, grouping, translator) -> dict[str, Any]:
     if OmegaConf.is_missing(cfg, "output"):
         raise ConfigError("missing value for output: set it on the command line, e.g. output=groups.parquet")
     output = str(cfg.output)
+    if os.path.isdir(output):
+        raise ConfigError(f"output={output} is a directory; name a file, e.g. output={output}/groups.parquet")
     report.output, report.format = output, output_format(output, str(cfg.format))
     # the writer opens first: an unwritable output fails before the (long) read, and nothing is
     # renamed into place unless the data and the report are both complete

@@ -303,12 +303,14 @@ def test_translate_is_refused_for_google_local(pair, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only directory")
-def test_unwritable_output_is_a_data_error(pair, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    with pytest.raises(DataError, match="not writable"):
-        prepare(compose_prepare(base_overrides(pair, locked / "groups.parquet")))
+def test_unwritable_output_is_an_error_before_any_work(pair, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a directory cannot be created under a regular file, even by root
+    with pytest.raises(DataError, match="cannot create output directory"):
+        prepare(compose_prepare(base_overrides(pair, blocker / "sub" / "groups.parquet")))
+    with pytest.raises(ConfigError, match="is a directory"):
+        prepare(compose_prepare(base_overrides(pair, tmp_path)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
