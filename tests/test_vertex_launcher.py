@@ -234,7 +234,7 @@ def test_dry_run_writes_one_gcloud_spec_per_job_and_calls_nothing(app_dir, tmp_p
         assert container["command"] == ["python", "-m", "flavorfusion.train"]
         job_dir = f"{tmp_path / 'bucket'}/app/r1/{num}"
         assert container["args"] == [f"lr={lr}", f"hydra.run.dir={job_dir}", f"paths.output_dir={job_dir}",
-                                     "ckpt_path=last", "group=app"]
+                                     "ckpt_path=last", "group=app/sweep"]
         assert spec["scheduling"] == {"timeout": "86400s"}
         assert "gcloud ai custom-jobs create --project=p --region=us-central1" in spec_path.read_text()
         # the record Hydra keeps of a local job is kept for the remote one too
@@ -279,7 +279,7 @@ def test_user_group_and_checkpoint_are_kept_and_cpu_jobs_have_no_accelerator(app
     spec = read_spec(tmp_path / "sweep" / "0" / "custom_job.yaml")
     assert spec["workerPoolSpecs"][0]["machineSpec"] == {"machineType": "g2-standard-4"}
     args = spec["workerPoolSpecs"][0]["containerSpec"]["args"]
-    assert args[:3] == ["lr=0.1", *user] and "group=app" not in args and "ckpt_path=last" not in args
+    assert args[:3] == ["lr=0.1", *user] and "group=app/sweep" not in args and "ckpt_path=last" not in args
     assert "scheduling" not in spec
     # the sweep is named after the user's group
     assert read_spec(tmp_path / "sweep" / "vertex_jobs.yaml")["jobs"][0]["display_name"].startswith("mine-r1-000-")

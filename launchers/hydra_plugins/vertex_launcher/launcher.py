@@ -66,7 +66,8 @@ class VertexLauncher(_SubmitAndPollLauncher):
         env_values = vertex.read_env_values(settings.env)
         sweep = vertex.sweep_name(self.config)
         hydra_overrides = list(OmegaConf.to_container(self.config.hydra.overrides.hydra))
-        planned = [vertex.plan_job(job, settings, sweep, hydra_overrides) for job in jobs]
+        group = vertex.wandb_group(self.config)
+        planned = [vertex.plan_job(job, settings, sweep, hydra_overrides, group) for job in jobs]
         for job in planned:
             vertex.write_job_spec(job, settings, vertex.build_custom_job(job, settings))
             save_job_record(job.composed)

@@ -168,6 +168,13 @@ def sweep_name(config: DictConfig) -> str:
     return "sweep"
 
 
+def wandb_group(config: DictConfig) -> str:
+    """The W&B group a job without one gets: `<job name>/<sweep dir name>`, as flavorfusion.tracking gives
+    the jobs of a local `-m` sweep (a Vertex job runs as a single run, so it cannot work it out itself)."""
+    sweep_dir = os.path.normpath(str(OmegaConf.select(config, "hydra.sweep.dir")))
+    return f"{config.hydra.job.name}/{os.path.basename(sweep_dir)}"
+
+
 def container_path(uri: str) -> str:
     """gs://bucket/dir -> /gcs/bucket/dir: where Vertex mounts Cloud Storage inside the container."""
     return "/gcs/" + uri[len("gs://"):] if uri.startswith("gs://") else uri
@@ -177,12 +184,13 @@ def overrides_digest(overrides: list[str]) -> str:
     return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:6]
 
 
-def plan_job(composed: ComposedJob, settings: VertexSettings, sweep: str, hydra_overrides: list[str]) -> VertexJob:
-    """Display name, output dir and container arguments of one job."""
+def plan_job(composed: ComposedJob, settings: VertexSettings, sweep: str, hydra_overrides: list[str],
+             group: str) -> VertexJob:
+    """Display name, output dir and container arguments of one job; `group` is for jobs without a W&B group."""
     output_uri = f"{settings.base_output_dir}/{sweep}/{settings.run_id}/{composed.num}"
     job_dir = container_path(output_uri)
     args = [*composed.overrides, *forwarded_hydra_overrides(hydra_overrides), override("hydra.run.dir", job_dir)]
-    args += app_overrides(composed.sweep_config, composed.overrides, settings, job_dir, sweep)
+    args += app_overrides(composed.sweep_config, composed.overrides, settings, job_dir, group)
     labels = {**settings.labels, "flavorfusion-sweep": label_value(sweep),
               "flavorfusion-run": label_value(settings.run_id), "flavorfusion-job": str(composed.num)}
     name = f"{sweep}-{settings.run_id}-{composed.num:03d}-{overrides_digest(composed.overrides)}"
@@ -200,7 +208,7 @@ def forwarded_hydra_overrides(hydra_overrides: list[str]) -> list[str]:
 
 
 def app_overrides(cfg: DictConfig, user_overrides: list[str], settings: VertexSettings, job_dir: str,
-                  sweep: str) -> list[str]:
+                  group: str) -> list[str]:
     """Overrides for the keys this app has: output dir, resume, W&B group, trainer devices and nodes.
 
     A key the user overrode keeps the user's value; a key the app lacks is left alone.
@@ -216,7 +224,7 @@ def app_overrides(cfg: DictConfig, user_overrides: list[str], settings: VertexSe
     if _value(cfg, "ckpt_path") is None:
         add("ckpt_path", "last")  # a restarted spot job resumes from <output dir>/checkpoints/last.ckpt
     if _value(cfg, "group") is None:
-        add("group", sweep)
+        add("group", group)
     if settings.uses_gpus and settings.accelerator_count > 1:
         add("trainer.devices", settings.accelerator_count)
     if settings.replica_count > 1:
