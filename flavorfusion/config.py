@@ -2,6 +2,7 @@
 
 from omegaconf import DictConfig
 
+from flavorfusion.compression import validate_compression
 from flavorfusion.errors import ConfigError
 
 
@@ -29,6 +30,9 @@ def validate_train(cfg: DictConfig) -> None:
     validate_data(cfg.data)
     amount = cfg.prune.get("amount", 0.0)
     _require(0 <= amount < 1, "prune.amount", amount, "must be in [0, 1)")
+    _require(cfg.model.get("trainable", True), "model", cfg.model.get("_target_"),
+             "is an extractive baseline: score it with `python -m flavorfusion.evaluate`, it has nothing to train")
+    validate_compression(cfg.prune, cfg.quantize)
     if cfg.data.streaming:
         _require(cfg.trainer.get("max_steps", -1) > 0, "trainer.max_steps", cfg.trainer.get("max_steps"),
                  "must be set (> 0) with data.streaming=true: a stream has no length to count epochs by")

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from flavorfusion.compression import export_quantized_model, finalize_pruning, model_artifact_type
 from flavorfusion.config import validate_train
 from flavorfusion.errors import exit_on_user_error
 from flavorfusion.models.loading import save_pretrained
@@ -95,7 +96,8 @@ def train(cfg: DictConfig) -> TrainResult:
         score = trainer.checkpoint_callback.best_model_score
         metrics["best/" + trainer.checkpoint_callback.monitor.split("/")[-1]] = float(score)
         log.info("best checkpoint %s (%s %.4f)", best, trainer.checkpoint_callback.monitor, score)
-    export_dir = None
+    finalize_pruning(trainer, summarizer.model)  # structured pruning shrinks its layers here
+    export_dir = quantized_dir = None
     if cfg.export and trainer.is_global_zero:
         export_dir = save_pretrained(summarizer.model, summarizer.tokenizer, cfg.paths.export_dir, config_yaml)
         log.info("exported model to %s", export_dir)
@@ -103,13 +105,17 @@ def train(cfg: DictConfig) -> TrainResult:
             if getattr(logger, "log_model_artifact", False):
                 from flavorfusion.tracking import log_model_artifact
 
-                log_model_artifact(logger, export_dir, name=f"model-{logger.experiment.id}", metadata=metrics)
+                artifact_type = model_artifact_type(cfg.prune)
+                log_model_artifact(logger, export_dir, name=f"{artifact_type}-{logger.experiment.id}",
+                                   artifact_type=artifact_type, metadata=metrics)
+        quantized_dir = export_quantized_model(cfg.quantize, export_dir, loggers, metrics, config_yaml)
     if trainer.is_global_zero:
         write_metrics(metrics, os.path.join(cfg.paths.output_dir, "metrics.json"))
         log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
     if cfg.inference and trainer.is_global_zero:
         print_sample(summarizer, datamodule)
-    return TrainResult(metrics, summarizer, datamodule, trainer, export_dir)
+    return TrainResult(metrics, summarizer, datamodule, trainer, export_dir,
+                       objects={"quantized_export_dir": quantized_dir})
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

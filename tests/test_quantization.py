@@ -1,0 +1,76 @@
+"""Quantized exports: int8_dynamic (torchao weights, int8 matmul), woq_int8/woq_int4 (neural-compressor
+RTN); safetensors only, reload from disk and generate."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from flavorfusion.compression.quantization import (
+    Int8DynamicLinear,
+    export_quantized,
+    is_quantized_export,
+    load_quantized,
+    validate_quantize,
+)
+from flavorfusion.errors import ConfigError
+from flavorfusion.models.loading import save_pretrained
+from flavorfusion.models.tiny import build_tiny_led
+
+
+@pytest.fixture(scope="module")
+def fp_export(tmp_path_factory, tokenizer):
+    directory = str(tmp_path_factory.mktemp("fp") / "model")
+    return save_pretrained(build_tiny_led(tokenizer), tokenizer, directory)
+
+
+def _generate(model, n=8):
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (1, 64))
+    return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n)
+
+
+def test_int8_dynamic_linear_is_close_to_fp32():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    quantized = Int8DynamicLinear.from_linear(linear)
+    assert quantized.qweight.dtype == torch.int8 and quantized.scale.shape == (32,)
+    x = torch.randn(3, 5, 64)
+    expected = linear(x)
+    assert (quantized(x) - expected).abs().max() < 0.02 * expected.abs().max()
+    assert torch.equal(quantized(torch.zeros(1, 64)), linear.bias.detach()[None])  # padding rows stay finite
+
+
+@pytest.mark.parametrize("method", ["int8_dynamic", "woq_int8", "woq_int4"])
+def test_quantized_export_is_safetensors_and_reloads(fp_export, tmp_path, method):
+    from transformers import AutoModelForSeq2SeqLM
+
+    quantize = OmegaConf.create({"method": method, "exclude": ["lm_head"], "export_dir": str(tmp_path / method)})
+    directory = export_quantized(quantize, fp_export)
+    files = os.listdir(directory)
+    assert "model.safetensors" in files and not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+    assert is_quantized_export(directory) and not is_quantized_export(fp_export)
+    with open(os.path.join(directory, "config.json")) as f:
+        assert json.load(f)["quantization_config"]["method"] == method
+    assert os.path.getsize(os.path.join(directory, "model.safetensors")) < os.path.getsize(
+        os.path.join(fp_export, "model.safetensors"))
+    model, tokenizer = load_quantized(directory)
+    assert tokenizer.convert_tokens_to_ids("<doc-sep>") != tokenizer.unk_token_id
+    generated = _generate(model)
+    assert generated.shape[1] >= 8
+    if method != "woq_int4":  # 8-bit keeps the greedy tokens of this tiny model
+        assert torch.equal(generated, _generate(AutoModelForSeq2SeqLM.from_pretrained(fp_export).eval()))
+
+
+def test_unknown_method_and_missing_backend_name_the_key(monkeypatch):
+    with pytest.raises(ConfigError, match="quantize.method=int3"):
+        validate_quantize({"method": "int3"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "neural_compressor" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"quantize.method=woq_int4 needs the `neural_compressor` package"):
+        validate_quantize({"method": "woq_int4"})
+    validate_quantize({"method": "none"})
