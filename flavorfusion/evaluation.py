@@ -1,0 +1,341 @@
+"""One report comparing summarizer variants (exports, pruned and quantized ones, extractive baselines)
+on one data split: quality (ROUGE), size, sparsity and CPU latency. `flavorfusion.evaluate` runs it."""
+
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from flavorfusion.compression import measures
+from flavorfusion.compression.quantization import is_quantized_export, load_quantized
+from flavorfusion.data.datamodule import expand_examples
+from flavorfusion.data.encoding import DOC_SEP, PrimeraCollator
+from flavorfusion.data.review_groups import in_validation
+from flavorfusion.errors import ConfigError, DataError
+from flavorfusion.metrics import ROUGE_TYPES, rouge_per_example
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("validation", "all")
+
+
+class _RowsOnly:
+    """Stands in for a tokenizer: evaluate reads the rows once, before any model (or none) is loaded."""
+
+    pad_token_id = 0
+
+    @staticmethod
+    def convert_tokens_to_ids(token: str) -> int:
+        return 0
+
+
+def load_groups(data: DictConfig, split: str) -> list[dict]:
+    """Review groups of `split` with the data config's column mapping: `validation` is the held-out
+    split of training (same hash of the id, data.seed and data.test_ratio); `all` every group."""
+    if split not in SPLITS:
+        raise ConfigError(f"split={split} must be one of {', '.join(SPLITS)}")
+    datamodule = instantiate(data, _convert_="all", tokenizer=_RowsOnly(), attention_window=None)
+    rows = datamodule.load_rows()
+    groups = [{"id": r["id"], "reviews": r["reviews"], "references": r["references"]}
+              for r in rows if not r["skip"]]
+    if split == "validation":
+        groups = [g for g in groups if in_validation(g["id"], data.seed, data.test_ratio)]
+    groups = [g for g in groups if g["references"]]
+    if not groups:
+        raise DataError(f"no review group with a reference summary in split={split} of data.path={data.path}")
+    return groups
+
+
+def selected_reviews(reviews: list[str], k_top_longest: int | None) -> list[str]:
+    """The reviews a model sees at validation (the k longest): baselines pick from the same ones."""
+    return sorted(reviews, key=len, reverse=True)[:k_top_longest]
+
+
+def _is_local(path: str) -> bool:
+    return os.path.isabs(path) or path.startswith(".") or path.count("/") > 1 or os.path.exists(path)
+
+
+def load_export(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
+    """(model, tokenizer) of a local export (quantized or not), a W&B artifact or a Hub name."""
+    from flavorfusion.models.loading import download_wandb_artifact, load_pretrained
+
+    if wandb_artifact:
+        name_or_path = download_wandb_artifact(wandb_artifact)
+    if not name_or_path:
+        raise ConfigError(f"{key} is empty: give an export directory, a Hub name or a W&B artifact")
+    if _is_local(name_or_path):
+        if not os.path.isdir(name_or_path):
+            raise ConfigError(f"{key}={name_or_path} is not a directory")
+        try:
+            measures.weight_files(name_or_path)
+        except FileNotFoundError:
+            raise ConfigError(f"{key}={name_or_path} holds no model weights") from None
+        if is_quantized_export(name_or_path):
+            return load_quantized(name_or_path)
+    return load_pretrained(name_or_path)
+
+
+@dataclass
+class Result:
+    """One row of the report."""
+
+    variant: str
+    kind: str  # model | baseline
+    path: str = ""
+    rouge1: float = 0.0
+    rouge2: float = 0.0
+    rougeL: float = 0.0
+    rougeLsum: float = 0.0
+    size_mb: float = 0.0
+    zipped_mb: float | None = None
+    sparsity: float | None = None
+    ffn_neurons: int | None = None
+    latency_s: float = 0.0
+    n_examples: int = 0
+    deltas: dict = field(default_factory=dict)
+
+
+def _median_seconds(fn, runs: int) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class ModelVariant:
+    """A seq2seq export (fp, pruned or quantized) generating from PRIMERA-encoded review groups."""
+
+    kind = "model"
+
+    def __init__(self, name: str, model, tokenizer, data: DictConfig, path: str = ""):
+        self.name, self.model, self.tokenizer, self.data, self.path = name, model.eval(), tokenizer, data, path
+        window = model.config.attention_window
+        window = max(window) if isinstance(window, list | tuple) else window
+        self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
+                                        pad_to_multiple_of=data.pad_to_multiple_of or window)
+
+    def encode(self, groups: list[dict]) -> list[dict]:
+        d = self.data
+        batch = {key: [g[key] for g in groups] for key in ("id", "reviews", "references")}
+        encoded = expand_examples(batch, tokenizer=self.tokenizer, train=False, seed=d.seed,
+                                  k_top_longest=d.k_top_longest, max_docs_per_review=d.max_docs_per_review,
+                                  max_source_length=d.max_source_length, max_target_length=d.max_target_length,
+                                  train_on_all_references=False)
+        return [{"input_ids": ids} for ids in encoded["input_ids"]]
+
+    @torch.no_grad()
+    def _generate(self, features: list[dict], **generation) -> list[str]:
+        batch = self.collator(features)
+        ids = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  global_attention_mask=batch["global_attention_mask"], **generation)
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def summarize(self, groups: list[dict], generation: dict, batch_size: int) -> list[str]:
+        features = self.encode(groups)
+        return [text for i in range(0, len(features), batch_size)
+                for text in self._generate(features[i : i + batch_size], **generation)]
+
+    def latency(self, group: dict, new_tokens: int, runs: int) -> float:
+        features = self.encode([group])
+        fixed = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "num_beams": 1, "do_sample": False}
+        return _median_seconds(lambda: self._generate(features, **fixed), runs)
+
+    def measure(self, result: Result, suffixes, zip_it: bool) -> None:
+        if self.path and os.path.isdir(self.path):
+            result.size_mb = measures.size_on_disk(self.path) / 1e6
+            result.zipped_mb = measures.zipped_size(self.path) / 1e6 if zip_it else None
+        result.sparsity = measures.sparsity(self.model, suffixes)
+        result.ffn_neurons = measures.ffn_neurons(self.model)
+
+
+class BaselineVariant:
+    """An extractive baseline (no weights)."""
+
+    kind = "baseline"
+
+    def __init__(self, name: str, baseline, data: DictConfig):
+        self.name, self.baseline, self.data, self.path = name, baseline, data, ""
+
+    def summarize(self, groups: list[dict], generation: dict, batch_size: int) -> list[str]:
+        k = self.data.k_top_longest
+        return [self.baseline.summarize(selected_reviews(g["reviews"], k), g["id"]) for g in groups]
+
+    def latency(self, group: dict, new_tokens: int, runs: int) -> float:
+        reviews = selected_reviews(group["reviews"], self.data.k_top_longest)
+        return _median_seconds(lambda: self.baseline.summarize(reviews, group["id"]), runs)
+
+    def measure(self, result: Result, suffixes, zip_it: bool) -> None:
+        pass  # no weights: size 0
+
+
+def _label(path: str) -> str:
+    parts = os.path.normpath(path).split(os.sep)
+    return "/".join(parts[-2:]) if len(parts) > 1 else path
+
+
+def build_variants(cfg: DictConfig):
+    """`model` first (the parent every delta is measured against), then `models`, then `baselines`."""
+    data = cfg.data
+    model_cfg = cfg.model
+    if model_cfg.get("trainable", True) is False:
+        baseline = _instantiate_baseline(model_cfg)
+        yield BaselineVariant(baseline.name, baseline, data)
+    elif "name_or_path" in model_cfg:
+        path = model_cfg.name_or_path
+        model, tokenizer = load_export(path, model_cfg.get("wandb_artifact"))
+        yield ModelVariant(_label(path or model_cfg.wandb_artifact), model, tokenizer, data,
+                           path if path and os.path.isdir(path) else "")
+    else:  # e.g. model=tiny: a Summarizer built from config
+        summarizer = instantiate(model_cfg, _convert_="all")
+        yield ModelVariant(model_cfg._target_.rsplit(".", 1)[-1], summarizer.model, summarizer.tokenizer, data)
+    for i, entry in enumerate(cfg.models or []):
+        is_artifact = ":" in entry and not os.path.exists(entry)
+        model, tokenizer = load_export(None if is_artifact else entry, entry if is_artifact else None,
+                                       key=f"models[{i}]")
+        yield ModelVariant(_label(entry), model, tokenizer, data, "" if is_artifact else entry)
+    for name, node in (cfg.baselines or {}).items():
+        if node is not None:
+            yield BaselineVariant(name, _instantiate_baseline(node), data)
+
+
+def _instantiate_baseline(node: DictConfig):
+    node = OmegaConf.to_container(node, resolve=True)
+    node.pop("trainable", None)
+    return instantiate(node)
+
+
+def evaluate(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
+    """Score every variant; returns the report rows and one record per (variant, example)."""
+    if cfg.latency.threads:
+        torch.set_num_threads(cfg.latency.threads)
+    groups = load_groups(cfg.data, cfg.split)
+    log.info("evaluating on %d review groups (split=%s)", len(groups), cfg.split)
+    generation = OmegaConf.to_container(cfg.generation, resolve=True)
+    results, examples = [], []
+    for variant in build_variants(cfg):
+        log.info("variant %s", variant.name)
+        predictions = variant.summarize(groups, generation, cfg.batch_size)
+        scores = [rouge_per_example(p, g["references"]) for p, g in zip(predictions, groups, strict=True)]
+        result = Result(variant.name, variant.kind, variant.path, n_examples=len(groups),
+                        **{name: statistics.mean(s[name] for s in scores) for name in ROUGE_TYPES})
+        variant.measure(result, list(cfg.sparsity_suffixes), cfg.zip)
+        result.latency_s = variant.latency(groups[0], cfg.latency.new_tokens, cfg.latency.runs)
+        results.append(result)
+        examples += [{"variant": variant.name, "id": g["id"], "prediction": p, "references": g["references"], **s}
+                     for p, g, s in zip(predictions, groups, scores, strict=True)]
+        del variant  # one model in memory at a time
+    parent = next((r for r in results if r.kind == "model"), None)
+    for r in results:
+        if parent is not None and r is not parent:
+            r.deltas = {name: getattr(r, name) - getattr(parent, name) for name in ("rouge1", "rouge2", "rougeL")}
+    return results, examples
+
+
+# ---- outputs ---------------------------------------------------------------------------------------
+
+COLUMNS = ["variant", "kind", "rouge1", "rouge2", "rougeL", "rougeLsum", "d_rouge1", "d_rouge2", "d_rougeL",
+           "size_mb", "zipped_mb", "sparsity", "ffn_neurons", "latency_s", "n_examples", "path"]
+
+
+def _row(r: Result) -> dict:
+    row = {k: v for k, v in asdict(r).items() if k != "deltas"}
+    row.update({f"d_{k}": v for k, v in r.deltas.items()})
+    return {c: row.get(c) for c in COLUMNS}
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def milestone_table(results: list[Result]) -> str:
+    """The original code's milestone table: model, zipped size, ROUGE-1/2/L, inference time."""
+    rows = [[r.variant, r.zipped_mb if r.kind == "model" else None, r.rouge1, r.rouge2, r.rougeL, r.latency_s]
+            for r in results]
+    return markdown_table(["model", "zipped size (MB)", "ROUGE-1", "ROUGE-2", "ROUGE-L", "inference time (s)"], rows)
+
+
+def report_table(results: list[Result]) -> str:
+    rows = []
+    for r in results:
+        d = r.deltas
+        rows.append([r.variant, r.kind, r.rouge1, r.rouge2, r.rougeL, r.rougeLsum,
+                     f"{d['rougeL']:+.2f}" if d else "", r.size_mb if r.kind == "model" else None,
+                     r.zipped_mb, None if r.sparsity is None else 100 * r.sparsity, r.ffn_neurons, r.latency_s])
+    return markdown_table(["variant", "kind", "R-1", "R-2", "R-L", "R-Lsum", "ΔR-L vs parent", "size (MB)",
+                           "zipped (MB)", "sparsity (%)", "FFN neurons", "latency (s)"], rows)
+
+
+def plot(results: list[Result], path: str, new_tokens: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, attr, label in ((axes[0], "latency_s", f"CPU seconds per summary ({new_tokens} tokens, median)"),
+                            (axes[1], "size_mb", "size on disk (MB)")):
+        for r in results:
+            marker, color = ("o", "tab:blue") if r.kind == "model" else ("s", "tab:gray")
+            ax.scatter(getattr(r, attr), r.rougeL, marker=marker, color=color, s=50)
+            ax.annotate(r.variant, (getattr(r, attr), r.rougeL), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("ROUGE-L")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("quality vs latency")
+    axes[1].set_title("quality vs size (baselines: no weights)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: list[Result], examples: list[dict], output_dir: str, new_tokens: int) -> dict[str, str]:
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {name: os.path.join(output_dir, name) for name in
+             ("report.csv", "report.md", "milestones.md", "report.png", "examples.jsonl")}
+    with open(paths["report.csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(_row(r) for r in results)
+    milestones = milestone_table(results)
+    with open(paths["milestones.md"], "w") as f:
+        f.write(milestones)
+    with open(paths["report.md"], "w") as f:
+        f.write(f"# Evaluation report\n\n{results[0].n_examples} review groups. ΔR-L is against the first "
+                f"model ({results[0].variant}). Latency: median CPU seconds for {new_tokens} new tokens, "
+                f"batch 1.\n\n{report_table(results)}\n## Milestones\n\n{milestones}")
+    with open(paths["examples.jsonl"], "w") as f:
+        for record in examples:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    plot(results, paths["report.png"], new_tokens)
+    return paths
+
+
+def log_to_loggers(loggers: list, results: list[Result]) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            rows = [_row(r) for r in results]
+            logger.log_table(key="evaluate/report", columns=COLUMNS, data=[[row[c] for c in COLUMNS] for row in rows])
