@@ -11,6 +11,7 @@ census statistic about people who carry that surname, not a fact about the revie
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import unicodedata
 from abc import ABC, abstractmethod
@@ -112,30 +113,42 @@ class LanguageIdentifier:
         self, languages: list[str] | None = None, low_accuracy: bool = False, batch_size: int = 10_000
     ):
         self.languages = [str(code).lower() for code in languages] if languages else None
-        if self.languages is not None and len(self.languages) < 2:
-            raise ConfigError("source.language_id.languages needs at least two languages (or null for all)")
         self.low_accuracy = bool(low_accuracy)
         self.batch_size = int(batch_size)
+        self._codes = self._iso_codes()  # checked now, not after a long read
         self._detector = None
 
-    def _build(self):
-        from lingua import IsoCode639_1, LanguageDetectorBuilder
-
+    def _iso_codes(self) -> list | None:
+        try:
+            from lingua import IsoCode639_1
+        except ImportError:
+            raise ConfigError(
+                "language identification needs lingua: pip install 'flavorfusion[prepare]' "
+                "(or source.language_id=null)"
+            ) from None
         if self.languages is None:
+            return None
+        if len(self.languages) < 2:
+            raise ConfigError("source.language_id.languages needs at least two languages (or null for all)")
+        codes, unknown = [], []
+        for code in self.languages:
+            try:
+                codes.append(IsoCode639_1.from_str(code))
+            except ValueError:
+                unknown.append(code)
+        if unknown:
+            raise ConfigError(
+                f"source.language_id.languages: lingua knows no language with ISO 639-1 code {', '.join(unknown)}"
+            )
+        return codes
+
+    def _build(self):
+        from lingua import LanguageDetectorBuilder
+
+        if self._codes is None:
             builder = LanguageDetectorBuilder.from_all_languages()
         else:
-            codes, unknown = [], []
-            for code in self.languages:
-                try:
-                    codes.append(IsoCode639_1.from_str(code))
-                except ValueError:
-                    unknown.append(code)
-            if unknown:
-                raise ConfigError(
-                    f"source.language_id.languages: lingua knows no language with ISO 639-1 code "
-                    f"{', '.join(unknown)}"
-                )
-            builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+            builder = LanguageDetectorBuilder.from_iso_codes_639_1(*self._codes)
         if self.low_accuracy:
             builder = builder.with_low_accuracy_mode()
         return builder.build()
@@ -206,6 +219,8 @@ class SurnameGrouping(Grouping):
             raise ConfigError(f"grouping.census_year must be 2000, 2010 or 2020, got {census_year}")
         self.min_probability = float(min_probability)
         self.census_year = int(census_year)
+        if importlib.util.find_spec("ethnicolr") is None:  # say so now, not after a long read
+            raise ConfigError("grouping=surname needs ethnicolr: pip install 'flavorfusion[prepare]'")
 
     def _lookup(self, surnames: list[str]) -> dict[str, tuple[str | None, float | None, str | None]]:
         """surname -> (census label, its share, abstention reason)."""
