@@ -4,6 +4,7 @@ the same submit/poll machinery against local processes."""
 import logging
 import sys
 import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ class _SubmitAndPollLauncher(Launcher):
         jobs = compose_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx)
         return self._launch(jobs)
 
-    def _launch(self, jobs: list) -> Sequence[JobReturn]:
-        raise NotImplementedError
+    @abstractmethod  # abstract, so Hydra does not list this base class as a launcher of its own
+    def _launch(self, jobs: list) -> Sequence[JobReturn]: ...
 
 
 class VertexLauncher(_SubmitAndPollLauncher):
