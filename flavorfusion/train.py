@@ -10,8 +10,10 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from flavorfusion.cluster import configure_from_vertex_env
 from flavorfusion.compression import export_quantized_model, finalize_pruning, model_artifact_type
 from flavorfusion.config import validate_train
 from flavorfusion.errors import exit_on_user_error
@@ -72,6 +74,7 @@ def print_sample(summarizer, datamodule) -> None:
 
 def train(cfg: DictConfig) -> TrainResult:
     validate_train(cfg)
+    configure_from_vertex_env()  # multi-node addresses and secrets on Vertex AI; no-op elsewhere
     L.seed_everything(cfg.seed, workers=True)
 
     log.info("model <%s>", cfg.model._target_)
@@ -114,6 +117,9 @@ def train(cfg: DictConfig) -> TrainResult:
         log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
     if cfg.inference and trainer.is_global_zero:
         print_sample(summarizer, datamodule)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # flush the W&B run; the next run in this process starts afresh
     return TrainResult(metrics, summarizer, datamodule, trainer, export_dir,
                        objects={"quantized_export_dir": quantized_dir})
 
