@@ -16,8 +16,9 @@ import heapq
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import orjson
+import msgspec
 import pyarrow as pa
+from msgspec import UNSET
 
 from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
 from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, gc_paused, iter_lines, open_lines
@@ -33,6 +34,22 @@ TRANSLATED_MARK = "(Translated by Google)"
 ORIGINAL_MARK = "(Original)"
 UNTRANSLATED_LANGUAGE = "en"
 _NUMBER = frozenset((int, float))
+# malformed JSON, invalid UTF-8 in a field that is read, valid JSON that is not an object
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+
+
+class _ReviewLine(msgspec.Struct):
+    """The fields read from a review line. Any others (`pics`, `resp`, ...) are skipped without being
+    decoded; an absent field stays UNSET, so absent and null can be told apart."""
+
+    gmap_id: object = UNSET
+    user_id: object = UNSET
+    time: object = UNSET
+    text: object = UNSET
+    name: object = None
+
+
+_decode_review_line = msgspec.json.Decoder(_ReviewLine).decode
 REVIEW_DROP_REASONS = (
     "blank_line",
     "malformed_json",
@@ -137,7 +154,6 @@ class GoogleLocalSource(ReviewGroupSource):
         # only to tell `not_restaurant` from `unknown_business`
         others: set[bytes] = set()
         categories = self.categories
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         lines = 0
         for url in files:
             for line in iter_lines(url, desc="meta", progress=progress):
@@ -146,8 +162,8 @@ class GoogleLocalSource(ReviewGroupSource):
                     count.drop("blank_line")
                     continue
                 try:
-                    record = loads(line)
-                except decode_error:
+                    record = msgspec.json.decode(line)
+                except DECODE_ERRORS:
                     count.drop("malformed_json")
                     continue
                 if type(record) is not dict:
@@ -186,7 +202,7 @@ class GoogleLocalSource(ReviewGroupSource):
         kept: dict[str, list[tuple]] = {}
         seen: set[int] = set()
         min_chars, max_chars, cap = self.min_chars, self.max_chars, self.max_reviews
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        decode = _decode_review_line
         heapify, pushpop = heapq.heapify, heapq.heappushpop
         restaurant_keys = {gmap_id.encode() for gmap_id in restaurants}
         lines = 0
@@ -211,29 +227,19 @@ class GoogleLocalSource(ReviewGroupSource):
                             dropped["not_restaurant" if scanned in others else "unknown_business"] += 1
                             continue
                     try:
-                        record = loads(line)
-                    except decode_error:  # also invalid UTF-8
+                        record = decode(line)
+                    except DECODE_ERRORS:
                         dropped["malformed_json"] += 1
                         continue
-                    try:
-                        gmap_id = record.get("gmap_id")
-                    except AttributeError:  # valid JSON, but not an object
-                        dropped["malformed_json"] += 1
-                        continue
+                    gmap_id = record.gmap_id
                     if gmap_id.__class__ is not str:
                         dropped["missing_field"] += 1
                         continue
                     if gmap_id not in restaurants:
                         dropped["not_restaurant" if gmap_id.encode() in others else "unknown_business"] += 1
                         continue
-                    try:
-                        user_id = record["user_id"]
-                        time = record["time"]
-                        text = record["text"]
-                    except KeyError:
-                        dropped["missing_field"] += 1
-                        continue
-                    if user_id is None or time.__class__ not in _NUMBER:
+                    user_id, time, text = record.user_id, record.time, record.text
+                    if user_id is None or user_id is UNSET or text is UNSET or time.__class__ not in _NUMBER:
                         dropped["missing_field"] += 1
                         continue
                     if text is None:
@@ -261,15 +267,15 @@ class GoogleLocalSource(ReviewGroupSource):
                     # the strings are never compared.
                     reviews = kept.get(gmap_id)
                     if reviews is None:
-                        kept[gmap_id] = [(time, lines, english, original, record.get("name"))]
+                        kept[gmap_id] = [(time, lines, english, original, record.name)]
                     elif cap is None or len(reviews) < cap:
-                        reviews.append((time, lines, english, original, record.get("name")))
+                        reviews.append((time, lines, english, original, record.name))
                         if len(reviews) == cap:
                             heapify(reviews)
                     elif time < reviews[0][0]:  # older than all it competes with: out at once
                         dropped["over_cap"] += 1
                     else:
-                        pushpop(reviews, (time, lines, english, original, record.get("name")))
+                        pushpop(reviews, (time, lines, english, original, record.name))
                         dropped["over_cap"] += 1  # the oldest of cap + 1 went
         count.lines = lines
         count.dropped.update({reason: n for reason, n in dropped.items() if n})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 import pyarrow as pa
 
 from flavorfusion.data.grouping import NoGrouping
@@ -118,8 +118,8 @@ class LsarsSource(ReviewGroupSource):
         if not line or line.isspace():
             return None, "blank_line"
         try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            record = msgspec.json.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return None, "malformed_json"
         if type(record) is not dict:
             return None, "malformed_json"
