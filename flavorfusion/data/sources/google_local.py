@@ -196,15 +196,19 @@ class GoogleLocalSource(ReviewGroupSource):
 
     # -- pass 2: stream the reviews, keep the most recent N per restaurant -----------------------
     def _read_reviews(self, files, restaurants, others, report: PrepareReport, progress: bool):
+        """Per restaurant (gmap_id), its kept reviews as (time, line number, English text, original
+        text or None, reviewer name or None) tuples."""
         count = report.add_input("reviews", files)
         # a plain dict (not the Counter) in the hot loop: faster item updates
         dropped: dict[str, int] = dict.fromkeys(REVIEW_DROP_REASONS, 0)
-        kept: dict[str, list[tuple]] = {}
+        # restaurant gmap_id (UTF-8 bytes, as read from a line) -> its kept reviews: a plain list
+        # until it holds `cap` reviews, then a min-heap on (time, line number), oldest first out;
+        # the line number breaks ties, so the strings are never compared
+        kept: dict[bytes, list[tuple]] = {gmap_id.encode(): [] for gmap_id in restaurants}
         seen: set[int] = set()
         min_chars, max_chars, cap = self.min_chars, self.max_chars, self.max_reviews
         decode = _decode_review_line
         heapify, pushpop = heapq.heapify, heapq.heappushpop
-        restaurant_keys = {gmap_id.encode() for gmap_id in restaurants}
         lines = 0
         for url in files:
             with open_lines(url, desc="reviews", progress=progress) as file:
@@ -215,29 +219,35 @@ class GoogleLocalSource(ReviewGroupSource):
                     if line.isspace() or not line:
                         dropped["blank_line"] += 1
                         continue
-                    # fast path: most lines belong to businesses that are not restaurants; read their
-                    # gmap_id from the bytes (the key comes last, so search from the end) and skip
-                    # them without parsing the JSON. Inlined: this runs for every line.
+                    # Fast path: read the gmap_id from the bytes (the key comes last in Google Local
+                    # lines, so search from the end). Lines of other businesses, most of a file, are
+                    # then dropped without being parsed. Inlined: this runs for every line.
+                    reviews = None
                     at = line.rfind(_GMAP_KEY)
                     if at >= 0:
                         at += _GMAP_VALUE_AT
                         end = line.find(b'"', at)
-                        scanned = line[at:end]
-                        if end > at and scanned not in restaurant_keys and b"\\" not in scanned:
-                            dropped["not_restaurant" if scanned in others else "unknown_business"] += 1
-                            continue
+                        if end > at:
+                            business = line[at:end]
+                            reviews = kept.get(business)
+                            if reviews is None and b"\\" not in business:
+                                dropped["not_restaurant" if business in others else "unknown_business"] += 1
+                                continue
                     try:
                         record = decode(line)
                     except DECODE_ERRORS:
                         dropped["malformed_json"] += 1
                         continue
-                    gmap_id = record.gmap_id
-                    if gmap_id.__class__ is not str:
-                        dropped["missing_field"] += 1
-                        continue
-                    if gmap_id not in restaurants:
-                        dropped["not_restaurant" if gmap_id.encode() in others else "unknown_business"] += 1
-                        continue
+                    if reviews is None:  # the bytes did not tell: ask the parsed record
+                        gmap_id = record.gmap_id
+                        if gmap_id.__class__ is not str:
+                            dropped["missing_field"] += 1
+                            continue
+                        business = gmap_id.encode()
+                        reviews = kept.get(business)
+                        if reviews is None:
+                            dropped["not_restaurant" if business in others else "unknown_business"] += 1
+                            continue
                     user_id, time, text = record.user_id, record.time, record.text
                     if user_id is None or user_id is UNSET or text is UNSET or time.__class__ not in _NUMBER:
                         dropped["missing_field"] += 1
@@ -257,20 +267,15 @@ class GoogleLocalSource(ReviewGroupSource):
                         dropped["too_long"] += 1
                         continue
                     # 64-bit hashes, not the strings: memory stays per review, not per character
-                    key = hash((user_id, gmap_id, text))
+                    key = hash((user_id, business, text))
                     if key in seen:
                         dropped["duplicate"] += 1
                         continue
                     seen.add(key)
-                    # Per restaurant: a plain list until it holds `cap` reviews, then a min-heap on
-                    # (time, line number): the oldest goes first, and the line number breaks ties so
-                    # the strings are never compared.
-                    reviews = kept.get(gmap_id)
-                    if reviews is None:
-                        kept[gmap_id] = [(time, lines, english, original, record.name)]
-                    elif cap is None or len(reviews) < cap:
+                    n = len(reviews)
+                    if cap is None or n < cap:
                         reviews.append((time, lines, english, original, record.name))
-                        if len(reviews) == cap:
+                        if n + 1 == cap:
                             heapify(reviews)
                     elif time < reviews[0][0]:  # older than all it competes with: out at once
                         dropped["over_cap"] += 1
@@ -279,7 +284,7 @@ class GoogleLocalSource(ReviewGroupSource):
                         dropped["over_cap"] += 1  # the oldest of cap + 1 went
         count.lines = lines
         count.dropped.update({reason: n for reason, n in dropped.items() if n})
-        return kept
+        return {gmap_id: kept[gmap_id.encode()] for gmap_id in restaurants if kept[gmap_id.encode()]}
 
     def write_groups(
         self,
