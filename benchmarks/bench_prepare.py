@@ -45,11 +45,15 @@ RESTAURANT_CATEGORIES = ["Mexican restaurant", "Pizza restaurant", "Chinese rest
 OTHER_CATEGORIES = ["Gift shop", "Gas station", "Dentist", "Park"]
 
 
-def make_pair(workdir: Path, n_reviews: int, n_businesses: int, seed: int = 0) -> tuple[Path, Path]:
-    """Reviews JSON lines with Google Local's schema: ~60% restaurants, skewed popularity (some over the
-    cap), 4% null text, 1% exact duplicates, 5% '(Translated by Google)' reviews."""
-    reviews_path = workdir / f"reviews_{n_reviews}.json"
-    meta_path = workdir / f"meta_{n_businesses}.json"
+def make_pair(
+    workdir: Path, n_reviews: int, n_businesses: int, seed: int = 0, extras: bool = True
+) -> tuple[Path, Path]:
+    """A pair with Google Local's schema and field order: ~60% of businesses restaurants, skewed
+    popularity (many restaurants over the cap), 4% null text, 1% exact duplicates, 5% '(Translated by
+    Google)' reviews, 20% with photos (1-6 URLs, as in the schema sample) and 10% with an owner's
+    response (`extras=False`: `pics` and `resp` always null, the easiest case for pandas)."""
+    reviews_path = workdir / f"reviews_{n_reviews}_v2{'' if extras else '_plain'}.json"
+    meta_path = workdir / f"meta_{n_businesses}_v2.json"
     if reviews_path.exists() and meta_path.exists():
         return reviews_path, meta_path
     workdir.mkdir(parents=True, exist_ok=True)
@@ -97,14 +101,31 @@ def make_pair(workdir: Path, n_reviews: int, n_businesses: int, seed: int = 0) -
                 text = f"(Translated by Google) {english} #{i}\n\n(Original)\n{original} #{i}"
             else:
                 text = f"{rng.choice(pool)} #{i}"
+            when = 1500000000000 + rng.getrandbits(35)
+            pics = None
+            if extras and rng.random() < 0.2:
+                pics = [
+                    {
+                        "url": [
+                            f"https://lh5.googleusercontent.com/p/AF1Qip{rng.getrandbits(200):050x}=w150-h150-k-no-p"
+                        ]
+                    }
+                    for _ in range(rng.randint(1, 6))
+                ]
+            resp = None
+            if extras and rng.random() < 0.1:
+                resp = {
+                    "time": when + rng.getrandbits(30),
+                    "text": "Thank you for your review, we hope to see you again soon!",
+                }
             record = {
                 "user_id": str(100000000000000000000 + rng.getrandbits(40)),
                 "name": "Reviewer Name",
-                "time": 1500000000000 + rng.getrandbits(35),
+                "time": when,
                 "rating": rng.randint(1, 5),
                 "text": text,
-                "pics": None,
-                "resp": None,
+                "pics": pics,
+                "resp": resp,
                 "gmap_id": gmap_id,
             }
             previous = json.dumps(record) + "\n"
@@ -213,6 +234,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-language", action="store_true", help="skip the prepare+language run")
     parser.add_argument(
+        "--plain", action="store_true", help="reviews without photos or owner responses (pics, resp null)"
+    )
+    parser.add_argument(
         "--child", choices=["baseline", "prepare", "prepare+language"], help=argparse.SUPPRESS
     )
     parser.add_argument("--reviews-path", help=argparse.SUPPRESS)
@@ -224,7 +248,7 @@ def main() -> None:
         return
 
     started = time.perf_counter()
-    reviews, meta = make_pair(args.workdir, args.reviews, args.businesses)
+    reviews, meta = make_pair(args.workdir, args.reviews, args.businesses, extras=not args.plain)
     print(
         f"data: {reviews} ({reviews.stat().st_size / 1e6:.0f} MB), {meta} ({time.perf_counter() - started:.1f}s)"
     )
@@ -265,6 +289,7 @@ def main() -> None:
         "reviews": args.reviews,
         "businesses": args.businesses,
         "repeat": args.repeat,
+        "plain": args.plain,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -275,7 +300,7 @@ def main() -> None:
         "targets": {"speedup": 3.0, "peak_memory_ratio": 0.5},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    path = RESULTS / "bench_prepare.json"
+    path = RESULTS / f"bench_prepare{'_plain' if args.plain else ''}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
 
