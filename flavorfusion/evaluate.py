@@ -17,11 +17,12 @@ def run(cfg: DictConfig) -> dict:
 
     results, examples = evaluate(cfg)
     paths = write_report(results, examples, cfg.output_dir, cfg.latency.new_tokens)
-    log_to_loggers(instantiate_nodes(cfg.logger), results)
+    loggers = instantiate_nodes(cfg.logger)
+    log_to_loggers(loggers, results)
     with open(paths["report.md"]) as f:
         print(f.read())
     log.info("report written to %s", cfg.output_dir)
-    return {"results": results, "paths": paths}
+    return {"results": results, "paths": paths, "loggers": loggers}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

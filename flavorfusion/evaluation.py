@@ -287,25 +287,30 @@ def report_table(results: list[Result]) -> str:
 
 
 def plot(results: list[Result], path: str, new_tokens: int) -> None:
+    """ROUGE-L against latency and against size; one point per variant, named in a shared legend
+    (variants often coincide, so labels beside the points would overlap)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors = plt.get_cmap("tab20").colors
+    legend_height = 0.3 + 0.2 * math.ceil(len(results) / 2)  # inches below the plots
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + legend_height))
     for ax, attr, label in ((axes[0], "latency_s", f"CPU seconds per summary ({new_tokens} tokens, median)"),
-                            (axes[1], "size_mb", "size on disk (MB)")):
-        for r in results:
-            marker, color = ("o", "tab:blue") if r.kind == "model" else ("s", "tab:gray")
-            ax.scatter(getattr(r, attr), r.rougeL, marker=marker, color=color, s=50)
-            ax.annotate(r.variant, (getattr(r, attr), r.rougeL), textcoords="offset points", xytext=(5, 4),
-                        fontsize=8)
+                            (axes[1], "size_mb", "size on disk (MB; baselines have no weights)")):
+        for i, r in enumerate(results):
+            ax.scatter(getattr(r, attr), r.rougeL, marker="o" if r.kind == "model" else "s", s=60, alpha=0.8,
+                       color=colors[i % len(colors)], edgecolors="black", linewidths=0.5,
+                       label=f"{r.variant} (R-L {r.rougeL:.1f})")
         ax.set_xlabel(label)
         ax.set_ylabel("ROUGE-L")
         ax.grid(alpha=0.3)
     axes[0].set_title("quality vs latency")
-    axes[1].set_title("quality vs size (baselines: no weights)")
-    fig.tight_layout()
+    axes[1].set_title("quality vs size")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_height / (4.5 + legend_height), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

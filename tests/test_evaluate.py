@@ -104,6 +104,18 @@ def test_a_baseline_alone_needs_no_model(tmp_path):
     assert [r.variant for r in out["results"]] == ["lexrank", "centroid_review"]
 
 
+def test_wandb_logger_gets_the_report_table(tmp_path):
+    from flavorfusion.evaluate import run
+
+    out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", "baselines.lexrank=null",
+                                "logger=wandb", *FAST_EVAL], tmp_path))
+    run_ = out["loggers"][0].experiment
+    try:
+        assert "evaluate/report" in run_.summary.keys()
+    finally:
+        run_.finish()
+
+
 def test_export_directory_without_weights_names_the_key(tmp_path):
     from flavorfusion.evaluate import run
 
