@@ -35,10 +35,10 @@ def test_a_suffix_matching_no_module_names_the_key(tokenizer):
         select_linear_modules(build_tiny_led(tokenizer), ["fc1", "fc3"])
 
 
-def test_gradual_schedule_reaches_the_amount_one_epoch_before_the_end():
-    targets = [cumulative_sparsity(0.5, epoch, max_epochs=5) for epoch in range(5)]
-    assert targets == sorted(targets) and 0 < targets[0] < 0.5
-    assert targets[3] == targets[4] == pytest.approx(0.5)
+def test_gradual_schedule_reaches_the_amount_two_thirds_into_the_run():
+    targets = [cumulative_sparsity(0.5, epoch, max_epochs=6) for epoch in range(6)]
+    assert targets == sorted(targets) and 0 < targets[0] < targets[1] < 0.5
+    assert targets[3] == targets[4] == targets[5] == pytest.approx(0.5)
     assert cumulative_sparsity(0.3, 0, max_epochs=1) == pytest.approx(0.3)
     # torch's pruning removes a share of what is left: 20% then 37.5% of the rest is 50% in all
     assert step_amount(0.2, 0.5) == pytest.approx(0.375)
@@ -90,11 +90,14 @@ def test_l1_oneshot_prunes_the_loaded_model_without_training(tmp_path, caplog):
     assert "pruned modules" in caplog.text and "led.encoder.layers.0.fc1" in caplog.text
 
 
-def test_l1_gradual_reaches_the_amount_over_the_run(tmp_path):
-    # one epoch: the schedule reaches the amount at its start (more epochs ramp up; see the schedule test)
-    cfg = compose_train([*FAST, "prune=l1_unstructured", "prune.amount=0.3"], tmp_path)
-    result = train(cfg)
+def test_l1_gradual_exports_a_checkpoint_trained_at_the_target(tmp_path, caplog):
+    # three epochs: sparsity ramps up in the first two; from the target on, the best-checkpoint race restarts
+    cfg = compose_train([*FAST, "trainer.max_epochs=3", "prune=l1_unstructured", "prune.amount=0.3"], tmp_path)
+    with caplog.at_level(logging.INFO, logger="flavorfusion.compression.pruning"):
+        result = train(cfg)
     assert result.trainer.global_step > 0
+    assert "earlier checkpoints no longer compete" in caplog.text
+    assert "without further training" not in caplog.text  # the best checkpoint was already at the target
     assert sparsity(result.summarizer.model, DEFAULT_SUFFIXES) == pytest.approx(0.3, abs=0.01)
 
 

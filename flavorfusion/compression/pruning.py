@@ -9,7 +9,7 @@ Schedules (`prune.schedule`):
 - `oneshot`: prune the loaded model at the start of fit and stop before any step: the export is the
   pruned model without fine-tuning (the original prune-only mode; works on a W&B artifact too).
 - `gradual`: raise sparsity at the start of each epoch along a cubic curve (Zhu & Gupta, 2017) up to
-  `prune.amount` one epoch before the end, so the model recovers while it is fine-tuned.
+  `prune.amount` two thirds into the run; the last third fine-tunes the pruned model to recover.
 """
 
 import logging
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelPruning
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelPruning
 from torch import nn
 from torch.nn.utils import prune
 
@@ -55,9 +55,9 @@ def select_linear_modules(model: nn.Module, suffixes: Sequence[str]) -> list[tup
 
 
 def cumulative_sparsity(amount: float, epoch: int, max_epochs: int) -> float:
-    """Target sparsity during `epoch`: cubic ramp reaching `amount` at the start of the next-to-last
-    epoch (the last one recovers); with a single epoch the target is reached at once."""
-    ramp = max(1, max_epochs - 1)
+    """Target sparsity during `epoch`: a cubic ramp that reaches `amount` two thirds into the run, so
+    the last third fine-tunes the pruned model; with a single epoch the target is reached at once."""
+    ramp = max(1, round(2 * max_epochs / 3))
     progress = min(1.0, (epoch + 1) / ramp)
     return amount * (1 - (1 - progress) ** 3)
 
@@ -68,8 +68,9 @@ def step_amount(previous: float, target: float) -> float:
 
 
 class _Schedule:
-    """The schedule both pruning callbacks share. The export is the best checkpoint, which a gradual
-    run may have saved before the target sparsity: `finalize` then tops it up (logged as a warning)."""
+    """The schedule both pruning callbacks share. The export is the best checkpoint: when a gradual
+    run reaches the target sparsity, the best-checkpoint race starts over, so only checkpoints at the
+    target compete. Without a checkpoint callback `finalize` tops a model up (logged as a warning)."""
 
     amount: float
     schedule: str
@@ -86,6 +87,25 @@ class _Schedule:
 
     def _below_target(self) -> bool:
         return self.current < self.amount - 1e-6
+
+    def _restart_best_checkpoint(self, trainer: L.Trainer) -> None:
+        """Forget the best checkpoints saved below the target sparsity (and delete their files)."""
+        for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint) or not callback.monitor or not callback.best_k_models:
+                continue
+            for path in callback.best_k_models:
+                if path != callback.last_model_path:
+                    trainer.strategy.remove_checkpoint(path)
+            callback.best_k_models, callback.kth_best_model_path, callback.best_model_path = {}, "", ""
+            callback.best_model_score = None
+            callback.kth_value = torch.tensor(torch.inf if callback.mode == "min" else -torch.inf)
+            log.info("target sparsity reached: earlier checkpoints no longer compete for best %s", callback.monitor)
+
+    def _prune_for_epoch(self, trainer: L.Trainer) -> None:
+        was_below = self._below_target()
+        self._prune_to(self.target_for(trainer, trainer.current_epoch))
+        if was_below and not self._below_target():
+            self._restart_best_checkpoint(trainer)
 
     def _stop_before_training(self, trainer: L.Trainer) -> None:
         trainer.should_stop = True
@@ -127,7 +147,7 @@ class L1UnstructuredPruning(_Schedule, ModelPruning):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.schedule == "gradual":
-            self._prune_to(self.target_for(trainer, trainer.current_epoch))
+            self._prune_for_epoch(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass  # pruning happens at epoch start, so each epoch trains and validates one sparsity
@@ -251,7 +271,7 @@ class StructuredPruning(_Schedule, Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.schedule == "gradual":
-            self._prune_to(self.target_for(trainer, trainer.current_epoch))
+            self._prune_for_epoch(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.current > 0:
