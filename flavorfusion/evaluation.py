@@ -186,8 +186,7 @@ def _label(path: str) -> str:
 
 def build_variants(cfg: DictConfig):
     """`model` first (the parent every delta is measured against), then `models`, then `baselines`."""
-    data = cfg.data
-    model_cfg = cfg.model
+    data, model_cfg = cfg.data, cfg.model
     if model_cfg.get("trainable", True) is False:
         baseline = _instantiate_baseline(model_cfg)
         yield BaselineVariant(baseline.name, baseline, data)
@@ -204,8 +203,9 @@ def build_variants(cfg: DictConfig):
         model, tokenizer = load_export(None if is_artifact else entry, entry if is_artifact else None,
                                        key=f"models[{i}]")
         yield ModelVariant(_label(entry), model, tokenizer, data, "" if is_artifact else entry)
+    first = cfg.model.get("_target_") if cfg.model.get("trainable", True) is False else None
     for name, node in (cfg.baselines or {}).items():
-        if node is not None:
+        if node is not None and node.get("_target_") != first:  # model=lexrank: scored once, first
             yield BaselineVariant(name, _instantiate_baseline(node), data)
 
 

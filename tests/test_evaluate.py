@@ -99,9 +99,8 @@ def test_report_over_exports_and_baselines(exports, tmp_path):
 def test_a_baseline_alone_needs_no_model(tmp_path):
     from flavorfusion.evaluate import run
 
-    out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", "baselines.lexrank=null",
-                                *FAST_EVAL], tmp_path))
-    assert [r.variant for r in out["results"]] == ["lexrank", "centroid_review"]
+    out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", *FAST_EVAL], tmp_path))
+    assert [r.variant for r in out["results"]] == ["lexrank", "centroid_review"]  # lexrank once
 
 
 def test_wandb_logger_gets_the_report_table(tmp_path):
@@ -111,7 +110,7 @@ def test_wandb_logger_gets_the_report_table(tmp_path):
                                 "logger=wandb", *FAST_EVAL], tmp_path))
     run_ = out["loggers"][0].experiment
     try:
-        assert "evaluate/report" in run_.summary.keys()
+        assert "evaluate/report" in list(run_.summary.keys())
     finally:
         run_.finish()
 
