@@ -119,3 +119,20 @@ def test_structured_export_has_half_the_ffn_neurons_and_reloads(tmp_path, tokeni
     ids = torch.randint(5, 200, (1, 64))
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, min_new_tokens=6)
     assert out.shape[1] >= 6
+
+
+def test_pruned_and_quantized_exports_upload_as_wandb_artifacts(tmp_path, monkeypatch):
+    import flavorfusion.tracking
+
+    uploaded = []
+    monkeypatch.setattr(flavorfusion.tracking, "log_model_artifact",
+                        lambda logger, directory, name, artifact_type="model", metadata=None:
+                        uploaded.append((artifact_type, directory)))
+    cfg = compose_train([*FAST, "logger=wandb", "prune=structured", "prune.schedule=oneshot",
+                         "quantize=int8_dynamic"], tmp_path)
+    result = train(cfg)
+    try:
+        assert uploaded == [("pruned_model", result.export_dir),
+                            ("quantized_model", result.objects["quantized_export_dir"])]
+    finally:
+        result.trainer.logger.experiment.finish()
