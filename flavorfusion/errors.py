@@ -20,6 +20,15 @@ class DataError(FlavorFusionError):
     """Input data is missing or malformed; the message names the file or column."""
 
 
+def find_user_error(err: BaseException | None) -> FlavorFusionError | None:
+    """The FlavorFusionError behind `err`, also when a library wrapped it (Hydra's instantiate does)."""
+    while err is not None:
+        if isinstance(err, FlavorFusionError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def exit_on_user_error(fn: F) -> F:
     """Turn a FlavorFusionError raised by an entry point into `error: <message>` and exit status 2."""
 
@@ -27,9 +36,12 @@ def exit_on_user_error(fn: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except FlavorFusionError as err:
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None:
+                raise
             # SystemExit passes through Hydra's exception reporting, which would print a traceback.
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {user_error}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]

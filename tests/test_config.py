@@ -77,3 +77,19 @@ def test_bad_value_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: data.test_ratio=1.5 must be in (0, 1)"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_wrapped_user_error_is_still_one_line(capsys):
+    from flavorfusion.errors import exit_on_user_error
+
+    @exit_on_user_error
+    def entry_point():
+        try:
+            raise ConfigError("model.name_or_path=/x holds no model weights")
+        except ConfigError as err:  # as Hydra's instantiate wraps errors raised by a _target_
+            raise RuntimeError("Error in call to target") from err
+
+    with pytest.raises(SystemExit) as exit_info:
+        entry_point()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: model.name_or_path=/x holds no model weights\n"

@@ -73,6 +73,11 @@ def test_train_writes_the_quantized_export_beside_the_fp_one(exports):
     assert int8_dir.endswith("model_int8_dynamic") and is_quantized_export(int8_dir) and not is_quantized_export(fp_dir)
     model, _ = load_quantized(int8_dir)
     assert isinstance(model.led.encoder.layers[0].fc1, Int8DynamicLinear)
+    # the project's loader (train, evaluate, later stages) recognizes a quantized export too
+    from flavorfusion.models.loading import load_pretrained
+
+    loaded, _ = load_pretrained(int8_dir)
+    assert isinstance(loaded.led.encoder.layers[0].fc1, Int8DynamicLinear)
 
 
 def test_report_over_exports_and_baselines(exports, tmp_path):

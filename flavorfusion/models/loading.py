@@ -48,6 +48,11 @@ def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None)
         f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json" for f in os.listdir(name_or_path)
     ):
         raise ConfigError(f"model.name_or_path={name_or_path} holds no model weights")
+    from flavorfusion.compression.quantization import is_quantized_export, load_quantized
+
+    if os.path.isdir(name_or_path) and is_quantized_export(name_or_path):
+        # transformers would skip the unknown quantization and fill those layers with random weights
+        return load_quantized(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     add_doc_sep(tokenizer, model)
