@@ -27,22 +27,12 @@ log = logging.getLogger(__name__)
 SPLITS = ("validation", "all")
 
 
-class _RowsOnly:
-    """Stands in for a tokenizer: evaluate reads the rows once, before any model (or none) is loaded."""
-
-    pad_token_id = 0
-
-    @staticmethod
-    def convert_tokens_to_ids(token: str) -> int:
-        return 0
-
-
 def load_groups(data: DictConfig, split: str) -> list[dict]:
     """Review groups of `split` with the data config's column mapping: `validation` is the held-out
     split of training (same hash of the id, data.seed and data.test_ratio); `all` every group."""
     if split not in SPLITS:
         raise ConfigError(f"split={split} must be one of {', '.join(SPLITS)}")
-    datamodule = instantiate(data, _convert_="all", tokenizer=_RowsOnly(), attention_window=None)
+    datamodule = instantiate(data, _convert_="all", tokenizer=None)
     rows = datamodule.load_rows()
     groups = [{"id": r["id"], "reviews": r["reviews"], "references": r["references"]}
               for r in rows if not r["skip"]]

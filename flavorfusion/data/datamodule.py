@@ -97,7 +97,8 @@ class ReviewGroupDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.normalizer = GroupNormalizer(columns["id"], columns["reviews"], columns.get("summary"),
                                           review_separator)
-        self.collator = PrimeraCollator(
+        # without a tokenizer only `load_rows` works (evaluate reads rows before loading any model)
+        self.collator = None if tokenizer is None else PrimeraCollator(
             pad_token_id=tokenizer.pad_token_id,
             doc_sep_id=tokenizer.convert_tokens_to_ids("<doc-sep>"),
             pad_to_multiple_of=pad_to_multiple_of or attention_window,
