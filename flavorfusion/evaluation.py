@@ -15,7 +15,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import measures
-from flavorfusion.compression.quantization import is_quantized_export, load_quantized
 from flavorfusion.data.datamodule import expand_examples
 from flavorfusion.data.encoding import DOC_SEP, PrimeraCollator
 from flavorfusion.data.review_groups import in_validation
@@ -49,28 +48,11 @@ def selected_reviews(reviews: list[str], k_top_longest: int | None) -> list[str]
     return sorted(reviews, key=len, reverse=True)[:k_top_longest]
 
 
-def _is_local(path: str) -> bool:
-    return os.path.isabs(path) or path.startswith(".") or path.count("/") > 1 or os.path.exists(path)
-
-
 def load_export(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
     """(model, tokenizer) of a local export (quantized or not), a W&B artifact or a Hub name."""
-    from flavorfusion.models.loading import download_wandb_artifact, load_pretrained
+    from flavorfusion.models.loading import load_pretrained
 
-    if wandb_artifact:
-        name_or_path = download_wandb_artifact(wandb_artifact)
-    if not name_or_path:
-        raise ConfigError(f"{key} is empty: give an export directory, a Hub name or a W&B artifact")
-    if _is_local(name_or_path):
-        if not os.path.isdir(name_or_path):
-            raise ConfigError(f"{key}={name_or_path} is not a directory")
-        try:
-            measures.weight_files(name_or_path)
-        except FileNotFoundError:
-            raise ConfigError(f"{key}={name_or_path} holds no model weights") from None
-        if is_quantized_export(name_or_path):
-            return load_quantized(name_or_path)
-    return load_pretrained(name_or_path)
+    return load_pretrained(name_or_path, wandb_artifact, key=key)
 
 
 @dataclass

@@ -38,21 +38,29 @@ def add_doc_sep(tokenizer, model: PreTrainedModel | None = None) -> None:
     log.info("added %s to the tokenizer (id %d)", DOC_SEP, tokenizer.convert_tokens_to_ids(DOC_SEP))
 
 
-def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None):
-    """(model, tokenizer) from a Hub name, a local export, or a W&B artifact (which wins when set)."""
+def looks_local(path: str) -> bool:
+    """A path rather than a Hub name (`org/name`): absolute, relative, deeper than one slash, or present."""
+    return os.path.isabs(path) or path.startswith(".") or path.count("/") > 1 or os.path.exists(path)
+
+
+def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
+    """(model, tokenizer) from a Hub name, a local export (quantized or not), or a W&B artifact (which
+    wins when set). Errors name `key`, the config key the path came from."""
     if wandb_artifact:
         name_or_path = download_wandb_artifact(wandb_artifact)
     if not name_or_path:
-        raise ConfigError("model.name_or_path is empty: give a Hub name, a local directory or model.wandb_artifact")
-    if os.path.isdir(name_or_path) and not any(
-        f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json" for f in os.listdir(name_or_path)
-    ):
-        raise ConfigError(f"model.name_or_path={name_or_path} holds no model weights")
-    from flavorfusion.compression.quantization import is_quantized_export, load_quantized
+        raise ConfigError(f"{key} is empty: give a Hub name, a local directory or a W&B artifact")
+    if looks_local(name_or_path):
+        if not os.path.isdir(name_or_path):
+            raise ConfigError(f"{key}={name_or_path} is not a directory")
+        if not any(f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json"
+                   for f in os.listdir(name_or_path)):
+            raise ConfigError(f"{key}={name_or_path} holds no model weights")
+        from flavorfusion.compression.quantization import is_quantized_export, load_quantized
 
-    if os.path.isdir(name_or_path) and is_quantized_export(name_or_path):
-        # transformers would skip the unknown quantization and fill those layers with random weights
-        return load_quantized(name_or_path)
+        if is_quantized_export(name_or_path):
+            # transformers would skip the unknown quantization and fill those layers with random weights
+            return load_quantized(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     add_doc_sep(tokenizer, model)
