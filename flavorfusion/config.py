@@ -1,14 +1,23 @@
 """Checks of a composed config, run before anything heavy loads; each error names its key."""
 
-from omegaconf import DictConfig
+import os
+
+from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import validate_compression
-from flavorfusion.errors import ConfigError
+from flavorfusion.errors import ConfigError, DataError
 
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value} {expected}")
+
+
+def check_no_missing_values(cfg: DictConfig) -> None:
+    """`???` left in the config (e.g. `data.path`) is named before anything runs."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing value (???); set it on the command line")
 
 
 def validate_data(data: DictConfig) -> None:
@@ -21,18 +30,48 @@ def validate_data(data: DictConfig) -> None:
         _require(data.max_docs_per_review <= k, "data.max_docs_per_review", data.max_docs_per_review,
                  f"must not exceed data.k_top_longest={k}")
     _require(data.subset is None or data.subset > 0, "data.subset", data.subset, "must be a positive integer or null")
+    batch_tokens = data.get("batch_tokens")
+    _require(batch_tokens is None or batch_tokens >= data.max_source_length, "data.batch_tokens", batch_tokens,
+             f"must be null or at least data.max_source_length={data.max_source_length}")
     columns = data.columns
     for key in ("id", "reviews"):
         _require(bool(columns.get(key)), f"data.columns.{key}", columns.get(key), "must name a column")
 
 
-def validate_train(cfg: DictConfig) -> None:
+def _check_trainable_export(model: DictConfig) -> None:
+    """A quantized export can be evaluated or served, not trained (W&B artifacts are checked once downloaded)."""
+    from flavorfusion.compression.quantization import is_quantized_export
+
+    path = model.get("name_or_path")
+    if path and not model.get("wandb_artifact") and os.path.isdir(path) and is_quantized_export(path):
+        raise ConfigError(f"model.name_or_path={path} is a quantized export: evaluate or serve it; "
+                          "train from the fp export it was made from")
+
+
+def check_data_files(data: DictConfig) -> list[str]:
+    """The files `data.path` matches (local or gs://); none is an error naming the key and pattern."""
+    from flavorfusion.io import expand_paths
+
+    try:
+        return expand_paths(OmegaConf.to_container(data.path) if OmegaConf.is_config(data.path) else data.path)
+    except DataError as err:
+        raise DataError(f"data.path: {err}") from None
+
+
+def validate_train(cfg: DictConfig, check_files: bool = True) -> None:
+    """Every check `train` runs at start-up, before the model loads (the Vertex launcher runs it per job)."""
+    check_no_missing_values(cfg)
     validate_data(cfg.data)
     amount = cfg.prune.get("amount", 0.0)
     _require(0 <= amount < 1, "prune.amount", amount, "must be in [0, 1)")
     _require(cfg.model.get("trainable", True), "model", cfg.model.get("_target_"),
              "is an extractive baseline: score it with `python -m flavorfusion.evaluate`, it has nothing to train")
+    _require(cfg.model.get("attention", "hf") in ("hf", "flex"), "model.attention", cfg.model.get("attention"),
+             "must be hf or flex")
     validate_compression(cfg.prune, cfg.quantize)
+    _check_trainable_export(cfg.model)
     if cfg.data.streaming:
         _require(cfg.trainer.get("max_steps", -1) > 0, "trainer.max_steps", cfg.trainer.get("max_steps"),
                  "must be set (> 0) with data.streaming=true: a stream has no length to count epochs by")
+    if check_files:
+        check_data_files(cfg.data)

@@ -10,6 +10,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     """What a run produced, for callers and tests to inspect."""
 
-    metrics: dict[str, float]
+    metrics: dict[str, float | str | None]  # floats, and `best_checkpoint`: its path, or None when none was scored
     summarizer: Any
     datamodule: Any
     trainer: L.Trainer
@@ -47,13 +48,27 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return last if os.path.exists(last) else None
 
 
+# callbacks that raise at fit start when the Trainer has no logger
+NEEDS_LOGGER = (LearningRateMonitor, DeviceStatsMonitor)
+
+
+def drop_callbacks_needing_a_logger(callbacks: list, loggers: list) -> list:
+    if loggers:
+        return callbacks
+    dropped = [type(cb).__name__ for cb in callbacks if isinstance(cb, NEEDS_LOGGER)]
+    if dropped:
+        log.info("no logger: leaving out %s", ", ".join(dropped))
+    return [cb for cb in callbacks if not isinstance(cb, NEEDS_LOGGER)]
+
+
 def load_best_weights(trainer: L.Trainer, summarizer) -> str | None:
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if not best:
+    """Reload the best checkpoint, if one was scored (no validation or no checkpoint callback: none)."""
+    callback = trainer.checkpoint_callback
+    if callback is None or not callback.best_model_path or callback.best_model_score is None:
         return None
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(callback.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     summarizer.load_state_dict(state)
-    return best
+    return callback.best_model_path
 
 
 def write_metrics(metrics: dict[str, float], path: str) -> None:
@@ -67,15 +82,15 @@ def print_sample(summarizer, datamodule) -> None:
     """The original --inference: one generated summary beside its reference."""
     batch = datamodule.collator([datamodule.val_set[0]] if not datamodule.hparams.streaming
                                 else [next(iter(datamodule.val_set))])
-    summarizer.eval()
     generated = summarizer.generate({k: v.to(summarizer.device) for k, v in batch.items() if torch.is_tensor(v)})
     print(f"\n[{batch['id'][0]}]\ngenerated: {generated[0]}\nreference: {batch['references'][0][0]}\n")
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    validate_train(cfg)
+    validate_train(cfg)  # before the model loads: a wrong data.path costs no 1.8 GB download
     configure_from_vertex_env()  # multi-node addresses and secrets on Vertex AI; no-op elsewhere
     L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.float32_matmul_precision)  # "high": TF32 matmuls on Ampere+
 
     log.info("model <%s>", cfg.model._target_)
     summarizer = instantiate(cfg.model, _convert_="all")
@@ -85,8 +100,26 @@ def train(cfg: DictConfig) -> TrainResult:
     if "_target_" in cfg.prune:
         callbacks.append(instantiate(cfg.prune))
     loggers = instantiate_nodes(cfg.logger)
+    callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    try:
+        result = _fit_and_export(cfg, summarizer, datamodule, trainer, loggers)
+    except BaseException:
+        finish_wandb(loggers, exit_code=1)  # a failed sweep job must not leave its W&B run open
+        raise
+    finish_wandb(loggers, exit_code=0)
+    return result
+
+
+def finish_wandb(loggers: list, exit_code: int) -> None:
+    """Flush and close W&B runs, so the next run in this process starts afresh."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish(exit_code=exit_code)
+
+
+def _fit_and_export(cfg: DictConfig, summarizer, datamodule, trainer: L.Trainer, loggers: list) -> TrainResult:
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -95,10 +128,13 @@ def train(cfg: DictConfig) -> TrainResult:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = load_best_weights(trainer, summarizer)
+    metrics["best_checkpoint"] = best
     if best:
         score = trainer.checkpoint_callback.best_model_score
         metrics["best/" + trainer.checkpoint_callback.monitor.split("/")[-1]] = float(score)
         log.info("best checkpoint %s (%s %.4f)", best, trainer.checkpoint_callback.monitor, score)
+    else:
+        log.info("no best checkpoint (no validation score or no checkpoint callback): exporting the last weights")
     finalize_pruning(trainer, summarizer.model)  # structured pruning shrinks its layers here
     export_dir = quantized_dir = None
     if cfg.export and trainer.is_global_zero:
@@ -117,9 +153,6 @@ def train(cfg: DictConfig) -> TrainResult:
         log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
     if cfg.inference and trainer.is_global_zero:
         print_sample(summarizer, datamodule)
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()  # flush the W&B run; the next run in this process starts afresh
     return TrainResult(metrics, summarizer, datamodule, trainer, export_dir,
                        objects={"quantized_export_dir": quantized_dir})
 

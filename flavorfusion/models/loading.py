@@ -43,9 +43,11 @@ def looks_local(path: str) -> bool:
     return os.path.isabs(path) or path.startswith(".") or path.count("/") > 1 or os.path.exists(path)
 
 
-def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
+def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path",
+                    for_training: bool = False):
     """(model, tokenizer) from a Hub name, a local export (quantized or not), or a W&B artifact (which
-    wins when set). Errors name `key`, the config key the path came from."""
+    wins when set). Errors name `key`, the config key the path came from. A quantized export is refused
+    `for_training`, before its weights load."""
     if wandb_artifact:
         name_or_path = download_wandb_artifact(wandb_artifact)
     if not name_or_path:
@@ -58,6 +60,9 @@ def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None,
             raise ConfigError(f"{key}={name_or_path} holds no model weights")
         from flavorfusion.compression.quantization import is_quantized_export, load_quantized
 
+        if is_quantized_export(name_or_path) and for_training:
+            raise ConfigError(f"{key}={wandb_artifact or name_or_path} is a quantized export: evaluate or serve "
+                              "it; train from the fp export it was made from")
         if is_quantized_export(name_or_path):
             # transformers would skip the unknown quantization and fill those layers with random weights
             return load_quantized(name_or_path)

@@ -1,7 +1,8 @@
 """The LightningModule: fine-tunes an LED summarizer and scores its generations with ROUGE."""
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
@@ -24,7 +25,7 @@ class Summarizer(L.LightningModule):
 
     def __init__(self, model, tokenizer, optimizer: Callable, scheduler: Callable | None = None,
                  generation: dict | None = None, gradient_checkpointing: bool = False,
-                 num_logged_samples: int = 4):
+                 attention: str = "hf", compile: bool = False, num_logged_samples: int = 4):
         super().__init__()
         self.save_hyperparameters(ignore=["model", "tokenizer", "optimizer", "scheduler"])
         self.model = model
@@ -33,16 +34,23 @@ class Summarizer(L.LightningModule):
         self.scheduler_factory = scheduler
         self.generation = dict(generation or {})
         self.num_logged_samples = num_logged_samples
+        if attention != "hf":
+            from flavorfusion.models.attention import set_encoder_attention
+
+            set_encoder_attention(model, attention)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            # non-reentrant: works with frozen inputs and under autocast; HF checkpoints only in training mode
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
+        if compile:
+            compile_layers(model)
         self._predictions: list[str] = []
         self._references: list[list[str]] = []
         self._gen_lengths: list[int] = []
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None, wandb_artifact: str | None = None, **kwargs):
-        model, tokenizer = loading.load_pretrained(name_or_path, wandb_artifact)
+        model, tokenizer = loading.load_pretrained(name_or_path, wandb_artifact, for_training=True)
         return cls(model, tokenizer, **kwargs)
 
     @classmethod
@@ -59,15 +67,40 @@ class Summarizer(L.LightningModule):
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
 
+    # `from_pretrained` returns a model in eval mode and Lightning keeps each submodule's mode, so training
+    # mode (dropout, gradient checkpointing) is set here explicitly, at every epoch and after each validation.
+    def on_fit_start(self) -> None:
+        self.train()
+
+    def on_train_epoch_start(self) -> None:
+        self.train()
+
+    def on_validation_model_eval(self) -> None:
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        self.train(self.trainer.state.fn == "fit")
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss
 
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
     @torch.no_grad()
     def generate_ids(self, batch: dict, **overrides) -> torch.Tensor:
-        """Generated token ids of a collated batch; attention and global attention masks always passed."""
-        return self.model.generate(**{k: batch[k] for k in MODEL_INPUTS}, **{**self.generation, **overrides})
+        """Generated token ids of a collated batch, in eval mode (no dropout); attention and global attention
+        masks always passed."""
+        with self._eval_mode():
+            return self.model.generate(**{k: batch[k] for k in MODEL_INPUTS}, **{**self.generation, **overrides})
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
@@ -112,6 +145,16 @@ class Summarizer(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer,
                                            num_training_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def compile_layers(model) -> None:
+    """Regional compilation: each encoder and decoder layer compiled in place (`nn.Module.compile`), so
+    parameter names, checkpoints and the export stay those of the plain model."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module.compile()
 
 
 __all__ = ["Summarizer", "ROUGE_TYPES"]
