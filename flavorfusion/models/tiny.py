@@ -51,5 +51,7 @@ def build_tiny_led(tokenizer, d_model: int = 64, layers: int = 2, heads: int = 4
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)  # same weights for the same config, independent of the run's seed
-    return LEDForConditionalGeneration(config)
+    # same weights for the same config; the forked RNG leaves the run's seed driving dropout and shuffling
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LEDForConditionalGeneration(config)
