@@ -70,7 +70,8 @@ def app_task(cfg) -> dict:
     return {"val/rougeL": float(cfg.lr)}  # what app.py's main does, for the local variant's in-process jobs
 
 
-def launch(app_dir: Path, overrides: list[str], job_overrides: list[list[str]]):
+def launch(app_dir: Path, overrides: list[str], job_overrides: list[list[str]], config_name: str = "config",
+           task_name: str = "app"):
     """Compose the app's multirun config and call the launcher as Hydra's sweeper does; returns JobReturns.
 
     (Through a real sweeper a FAILED job raises after the launch, hiding the other returns.)
@@ -84,9 +85,10 @@ def launch(app_dir: Path, overrides: list[str], job_overrides: list[list[str]]):
     from hydra.types import HydraContext, RunMode
 
     GlobalHydra.instance().clear()
-    hydra_app = Hydra.create_main_hydra2(task_name="app", config_search_path=create_config_search_path(str(app_dir)))
+    hydra_app = Hydra.create_main_hydra2(task_name=task_name,
+                                         config_search_path=create_config_search_path(str(app_dir)))
     try:
-        config = hydra_app.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
+        config = hydra_app.compose_config(config_name, overrides, run_mode=RunMode.MULTIRUN)
         HydraConfig.instance().set_config(config)
         context = HydraContext(config_loader=hydra_app.config_loader, callbacks=Callbacks(config))
         launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=app_task,
@@ -98,7 +100,8 @@ def launch(app_dir: Path, overrides: list[str], job_overrides: list[list[str]]):
 
 class FakeVertexClient(VertexJobClient):
     """Vertex AI stand-in. A job runs for two polls, then ends as its `lr` says: `reject` is refused at
-    submission, `bad` fails on Vertex, any number succeeds and writes metrics.json as flavorfusion.train does.
+    submission, `bad` fails on Vertex, any number (1 without `lr`) succeeds and writes metrics.json as
+    flavorfusion.train does.
     read_metrics is the real one (fsspec), reading the local directory that stands in for the bucket."""
 
     instances: list["FakeVertexClient"] = []
@@ -127,12 +130,12 @@ class FakeVertexClient(VertexJobClient):
         args = dict(arg.split("=", 1) for arg in self.args(self.jobs[name]))
         if self.polls[name] < 2:
             return types.CustomJob(name=name, state=types.JobState.JOB_STATE_RUNNING)
-        if args["lr"] == "bad":
+        if args.get("lr") == "bad":
             return types.CustomJob(name=name, state=types.JobState.JOB_STATE_FAILED, error={
                 "code": 13, "message": "The replica workerpool0-0 exited with a non-zero status of 1."})
         os.makedirs(args["paths.output_dir"], exist_ok=True)
         with open(os.path.join(args["paths.output_dir"], "metrics.json"), "w") as f:
-            json.dump({"val/rougeL": float(args["lr"]) * 10, "train/loss": 1.5}, f)
+            json.dump({"val/rougeL": float(args.get("lr", 1)) * 10, "train/loss": 1.5}, f)
         return types.CustomJob(name=name, state=types.JobState.JOB_STATE_SUCCEEDED)
 
     def cancel(self, name: str) -> None:
@@ -383,6 +386,130 @@ def test_an_unset_env_var_fails_before_submission(app_dir, tmp_path, fake_vertex
     assert fake_vertex == []
 
 
+# ------------------------------------------------------------------- train's start-up checks, per job
+
+
+@pytest.fixture
+def train_sweep(monkeypatch):
+    """Launch as `python -m flavorfusion.train -m ...` does: train's config, started from flavorfusion.train."""
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="flavorfusion.train")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    def run(tmp_path: Path, common: list[str], job_overrides: list[list[str]], *launcher: str):
+        # a sweeper passes the command line's overrides to the launcher in every job's overrides
+        return launch(CONF, vertex_overrides(tmp_path, *launcher, *common), [[*common, *o] for o in job_overrides],
+                      config_name="train", task_name="train")
+
+    return run
+
+
+@pytest.fixture
+def memory_reviews(tmp_path):
+    """A data.path glob matching one file on fsspec's in-memory filesystem (standing in for gs://)."""
+    import fsspec
+
+    fs, root = fsspec.filesystem("memory"), f"/{tmp_path.name}"
+    fs.pipe(f"{root}/reviews/part-0.jsonl", b'{"id": "g1", "reviews": ["good"], "summary": "good"}\n')
+    yield f"memory://{root}/reviews/*.jsonl"
+    fs.rm(root, recursive=True)
+
+
+def error_line(capsys) -> str:
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    return line
+
+
+def assert_nothing_written_or_submitted(tmp_path: Path, fake_vertex) -> None:
+    assert fake_vertex == []  # not even a client
+    assert not list(tmp_path.rglob("custom_job.yaml"))
+    assert not (tmp_path / "sweep" / "vertex_jobs.yaml").exists() and not (tmp_path / "sweep" / "0").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_sweep_without_data_path_names_every_job_and_submits_nothing(train_sweep, tmp_path, fake_vertex, capsys,
+                                                                       dry_run):
+    with pytest.raises(SystemExit) as exit_info:
+        train_sweep(tmp_path, ["experiment=sweep_prune"], [["prune.amount=0.1"], ["prune.amount=0.5"]],
+                    f"hydra.launcher.dry_run={dry_run}")
+    assert exit_info.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith("error: 2 of 2 jobs fail the checks train runs at start-up; nothing submitted: "
+                           "#0 (prune.amount=0.1), #1 (prune.amount=0.5): data.path: missing value"), line
+    assert_nothing_written_or_submitted(tmp_path, fake_vertex)
+
+
+def test_only_the_job_out_of_bounds_is_named(train_sweep, tmp_path, fake_vertex, capsys):
+    with pytest.raises(SystemExit):
+        train_sweep(tmp_path, ["experiment=quickstart", "prune=l1_unstructured"],
+                    [["prune.amount=0.1"], ["prune.amount=1.5"], ["prune.amount=0.5"]])
+    assert error_line(capsys) == ("error: 1 of 3 jobs fails the checks train runs at start-up; nothing submitted: "
+                                  "#1 (prune.amount=1.5): prune.amount=1.5 must be in [0, 1)")
+    assert_nothing_written_or_submitted(tmp_path, fake_vertex)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_sweep_that_passes_the_checks_is_written_and_submitted(train_sweep, tmp_path, fake_vertex, memory_reviews,
+                                                                 dry_run):
+    returns = train_sweep(tmp_path, ["experiment=quickstart", f"data.path={memory_reviews}"],
+                          [["prune.amount=0.1"], ["prune.amount=0.5"], ["prune.amount=0.9"]],
+                          f"hydra.launcher.dry_run={dry_run}")
+    assert [r.status for r in returns] == [JobStatus.COMPLETED] * 3
+    assert len(list((tmp_path / "sweep").glob("*/custom_job.yaml"))) == 3
+    if dry_run:
+        assert fake_vertex == []
+    else:
+        (client,) = fake_vertex
+        assert len(client.jobs) == 3
+        assert all(f"data.path={memory_reviews}" in client.args(job) for job in client.jobs.values())
+
+
+def test_a_data_path_matching_nothing_fails_the_sweep(train_sweep, tmp_path, fake_vertex, memory_reviews, capsys):
+    pattern = memory_reviews.replace("*.jsonl", "*.csv")
+    with pytest.raises(SystemExit):
+        train_sweep(tmp_path, ["experiment=quickstart", f"data.path={pattern}"], [["seed=1"], ["seed=2"]],
+                    "hydra.launcher.dry_run=true")
+    assert error_line(capsys) == ("error: 2 of 2 jobs fail the checks train runs at start-up; nothing submitted: "
+                                  f"#0 (seed=1), #1 (seed=2): data.path: no file matches '{pattern}'")
+    assert_nothing_written_or_submitted(tmp_path, fake_vertex)
+
+
+GCS_FAILURES = {
+    "no credentials": "data.path: cannot list gs://b/lsars/*.csv: no Google Cloud credentials (run `gcloud auth",
+    "access denied": "data.path: cannot list gs://b/lsars/*.csv: OSError: 403 caller does not have "
+                     "storage.objects.list access",
+}
+
+
+@pytest.mark.parametrize("failure", GCS_FAILURES)
+def test_a_gcs_data_path_that_cannot_be_listed_is_one_line(train_sweep, tmp_path, fake_vertex, monkeypatch, capsys,
+                                                          failure):
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    import flavorfusion.io
+
+    def default(*args, **kwargs):
+        if failure == "no credentials":
+            raise DefaultCredentialsError("Your default credentials were not found.")
+        return object(), "p"
+
+    def expand_paths(paths):
+        raise OSError("403 caller does not have storage.objects.list access\n{'error': {'code': 403}}")
+
+    monkeypatch.setattr(google.auth, "default", default)
+    monkeypatch.setattr(flavorfusion.io, "expand_paths", expand_paths)
+    with pytest.raises(SystemExit):
+        train_sweep(tmp_path, ["experiment=quickstart", "data.path=gs://b/lsars/*.csv"], [["seed=1"], ["seed=2"]],
+                    "hydra.launcher.dry_run=true")
+    line = error_line(capsys)
+    assert line.startswith("error: 2 of 2 jobs fail the checks train runs at start-up; nothing submitted: "
+                           f"#0 (seed=1), #1 (seed=2): {GCS_FAILURES[failure]}"), line
+    assert_nothing_written_or_submitted(tmp_path, fake_vertex)
+
+
 # ---------------------------------------------------------------------------------- the engine on its own
 
 
@@ -572,17 +699,20 @@ def test_sweep_experiments_fan_out_to_vertex_specs(experiment, jobs, tmp_path):
     if experiment == "sweep_prune" and not (CONF / "prune" / "l1_unstructured.yaml").exists():
         pytest.skip("conf/prune/l1_unstructured.yaml comes with the compression issue")
     sweep = tmp_path / "DIR"
+    (tmp_path / "lsars").mkdir()
+    (tmp_path / "lsars" / "part-0.csv").write_text("id,summary,review_str\n")
+    data_path = f"file://{tmp_path}/lsars/*.csv"  # the launcher checks it matches files, as train does
     done = run_module("flavorfusion.train", "-m", f"experiment={experiment}", "hydra/launcher=vertex",
-                      "hydra.launcher.dry_run=true", *REQUIRED, "data.path=gs://b/lsars/*.csv",
+                      "hydra.launcher.dry_run=true", *REQUIRED, f"data.path={data_path}",
                       f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     specs = sorted(sweep.glob("*/custom_job.yaml"))
     assert len(specs) == jobs
     args = read_spec(specs[0])["workerPoolSpecs"][0]["containerSpec"]["args"]
     assert f"experiment={experiment}" in args
-    # the sweeper escapes ':' in values (data.path=gs\://...); the container's Hydra reads the same path back
-    (data_path,) = [OverridesParser.create().parse_override(a) for a in args if a.startswith("data.path=")]
-    assert data_path.value() == "gs://b/lsars/*.csv"
+    # the sweeper escapes ':' in values (data.path=file\://...); the container's Hydra reads the same path back
+    (arg,) = [OverridesParser.create().parse_override(a) for a in args if a.startswith("data.path=")]
+    assert arg.value() == data_path
     assert not any(a.startswith("group=") for a in args)  # the experiment sets the W&B group itself
     assert read_spec(sweep / "vertex_jobs.yaml")["jobs"][0]["display_name"].startswith(f"{experiment}-")
 

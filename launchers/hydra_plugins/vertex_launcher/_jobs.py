@@ -1,8 +1,9 @@
 """From Hydra's job overrides to composed jobs, and from job outcomes back to Hydra's JobReturns."""
 
+import contextlib
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,21 @@ def compose_jobs(
     return jobs
 
 
-def _job_output_dir(sweep_config: DictConfig) -> str:
-    # `${hydra:...}` in sweep.dir/subdir needs the job's Hydra config installed, as run_job does
+@contextlib.contextmanager
+def job_hydra_config(sweep_config: DictConfig) -> Iterator[None]:
+    """The job's Hydra config installed (as run_job does), so `${hydra:...}` resolves to the job's values."""
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(sweep_config)
     try:
-        sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
-        subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+        yield
     finally:
         HydraConfig.instance().cfg = saved
+
+
+def _job_output_dir(sweep_config: DictConfig) -> str:
+    with job_hydra_config(sweep_config):  # `${hydra:...}` in sweep.dir/subdir
+        sweep_dir = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
+        subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
     return os.path.abspath(os.path.join(sweep_dir, subdir))
 
 

@@ -46,6 +46,13 @@ class _SubmitAndPollLauncher(Launcher):
         jobs = compose_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx)
         return self._launch(jobs)
 
+    def _entry_point(self) -> str | None:
+        """The module the sweep was started from: `python -m flavorfusion.train`, or the console script's."""
+        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if main_spec is not None:
+            return main_spec.name
+        return getattr(self.task_function, "__module__", None)
+
     @abstractmethod  # abstract, so Hydra does not list this base class as a launcher of its own
     def _launch(self, jobs: list) -> Sequence[JobReturn]: ...
 
@@ -62,9 +69,11 @@ class VertexLauncher(_SubmitAndPollLauncher):
         assert self.config is not None
         # every check that can fail runs before the first submission
         settings = vertex.VertexSettings.from_params(self.params, default_run_id=self.launched_at)
-        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        vertex.check_command_matches_entry_point(settings.command, main_spec.name if main_spec else None)
+        vertex.check_command_matches_entry_point(settings.command, self._entry_point())
         env_values = vertex.read_env_values(settings.env)
+        if vertex.runs_train(settings.command, self._entry_point()):
+            # a job that would fail at start-up on its VM fails the sweep here, with nothing written or submitted
+            vertex.check_jobs_as_train_does(jobs)
         sweep = vertex.sweep_name(self.config)
         hydra_overrides = list(OmegaConf.to_container(self.config.hydra.overrides.hydra))
         group = vertex.wandb_group(self.config)

@@ -14,10 +14,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.cluster import SECRET_ENV_PREFIX
-from flavorfusion.errors import ConfigError
+from flavorfusion.errors import ConfigError, DataError, FlavorFusionError
 
 from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
-from ._jobs import ComposedJob
+from ._jobs import ComposedJob, job_hydra_config, split_config
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,91 @@ def read_env_values(names: list[str], environ: Mapping[str, str] | None = None) 
     if missing:
         raise ConfigError(f"hydra.launcher.env names {', '.join(missing)}, not set in this environment")
     return {name: environ[name] for name in names}
+
+
+# ------------------------------------------------------------------------------ train's start-up checks
+
+TRAIN_MODULE = "flavorfusion.train"
+
+
+def runs_train(command: list[str], entry_point: str | None) -> bool:
+    """A sweep of flavorfusion.train whose jobs run flavorfusion.train: its jobs get train's start-up checks."""
+    return entry_point == TRAIN_MODULE and TRAIN_MODULE in command
+
+
+def check_jobs_as_train_does(jobs: list[ComposedJob]) -> None:
+    """Run on every job's config the checks flavorfusion.train runs at start-up (flavorfusion.config.
+    validate_train, data.path included); one failing job fails the sweep before anything is written or
+    submitted, with one line naming every failing job and its error."""
+    listed: dict[str, str | None] = {}  # data.path -> its error: each distinct path is listed once
+    failures = [(job, error) for job in jobs if (error := train_check_error(job, listed))]
+    if not failures:
+        return
+    labels = job_labels(jobs)
+    by_error: dict[str, list[str]] = {}
+    for job, error in failures:
+        by_error.setdefault(error, []).append(f"#{job.num} ({labels[job.num]})")
+    verb = "fails" if len(failures) == 1 else "fail"
+    raise ConfigError(f"{len(failures)} of {len(jobs)} jobs {verb} the checks train runs at start-up; nothing "
+                      "submitted: " + "; ".join(f"{', '.join(names)}: {error}" for error, names in by_error.items()))
+
+
+def train_check_error(job: ComposedJob, listed: dict[str, str | None]) -> str | None:
+    """The one-line error validate_train gives the job's own config (no `hydra` node; `${hydra:...}` resolves
+    to the job's values), or None. The job's output paths are the ones it has before the plan rewrites them."""
+    from flavorfusion.config import validate_train
+
+    task_cfg, _ = split_config(job.sweep_config)
+    with job_hydra_config(job.sweep_config):
+        try:
+            validate_train(task_cfg, check_files=False)
+            path = task_cfg.data.path
+            path = OmegaConf.to_container(path, resolve=True) if OmegaConf.is_config(path) else path
+            key = repr(path)
+            if key not in listed:
+                listed[key] = data_files_error(task_cfg.data, path)
+            return listed[key]
+        except FlavorFusionError as err:
+            return one_line(str(err))
+        except Exception as err:  # e.g. a value of the wrong type: the job would fail the same way at start-up
+            log.debug("checking job %d", job.num, exc_info=True)
+            return one_line(f"{type(err).__name__}: {err}")
+
+
+def data_files_error(data: DictConfig, path: str | list[str]) -> str | None:
+    """Whether `data.path` matches files, as train checks it (fsspec: local, gs:// with your credentials)."""
+    from flavorfusion.config import check_data_files
+
+    patterns = [path] if isinstance(path, str) else list(path)
+    on_gcs = [p for p in patterns if str(p).startswith(("gs://", "gcs://"))]
+    if on_gcs:  # without credentials gcsfs would retry anonymously for a minute, logging tracebacks
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            return (f"data.path: cannot list {on_gcs[0]}: no Google Cloud credentials (run `gcloud auth "
+                    "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS)")
+    try:
+        check_data_files(data)
+    except DataError as err:
+        return one_line(str(err))
+    except Exception as err:  # gcsfs: access denied, no network, a bucket that does not exist, ...
+        return one_line(f"data.path: cannot list {', '.join(map(str, patterns))}: {type(err).__name__}: {err}")
+    return None
+
+
+def job_labels(jobs: list[ComposedJob]) -> dict[int, str]:
+    """Each job's overrides that tell it from the others (all of them when none differ)."""
+    shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
+    return {job.num: " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides)
+            or "no overrides" for job in jobs}
+
+
+def one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text
 
 
 # ---------------------------------------------------------------------------------------------- job plans
