@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from flavorfusion.data.batching import TokenBudgetBatchSampler
 from flavorfusion.data.encoding import PrimeraCollator, encode_documents, encode_target
 from flavorfusion.data.review_groups import (
     GroupNormalizer,
@@ -88,7 +89,8 @@ class ReviewGroupDataModule(L.LightningDataModule):
                  k_top_longest: int | None = 20, max_docs_per_review: int = 5,
                  max_source_length: int = 4096, max_target_length: int = 1024,
                  train_on_all_references: bool = True, batch_size: int = 1,
-                 eval_batch_size: int | None = None, group_by_length: bool = False,
+                 eval_batch_size: int | None = None, batch_tokens: int | None = None,
+                 group_by_length: bool = False,
                  pad_to_multiple_of: int | None = None, num_proc: int | None = None,
                  num_workers: int = 0, storage_options: dict | None = None,
                  tokenizer=None, attention_window: int | None = None):
@@ -173,6 +175,15 @@ class ReviewGroupDataModule(L.LightningDataModule):
         kwargs = {"batch_size": hp.batch_size, "collate_fn": self.collator, "num_workers": hp.num_workers}
         if hp.streaming:
             return DataLoader(self.train_set, **kwargs)
+        if hp.batch_tokens:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            sampler = TokenBudgetBatchSampler([len(ids) for ids in self.train_set["input_ids"]], hp.batch_tokens,
+                                              pad_to_multiple_of=self.collator.pad_to_multiple_of, seed=hp.seed,
+                                              num_replicas=world, rank=rank)
+            # the sampler splits batches across processes itself: Lightning must not wrap it again
+            return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collator,
+                              num_workers=hp.num_workers)
         if hp.group_by_length:
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
