@@ -186,3 +186,33 @@ def test_cli_quickstart_without_logger_exits_0_and_exports(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]
+
+
+def test_flex_attention_run_exports_a_stock_led(export, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+    from transformers.models.led.modeling_led import LEDEncoderSelfAttention
+
+    from flavorfusion.models.attention import FlexLEDEncoderSelfAttention
+
+    result = train(compose_train([*PRETRAINED, f"model.name_or_path={export}", "model.attention=flex"], tmp_path))
+    assert ModeProbe.seen["train"] and all(ModeProbe.seen["dropout_train"])
+    trained = result.summarizer.model
+    assert any(isinstance(m, FlexLEDEncoderSelfAttention) for m in trained.modules())
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "model")
+    assert {type(m) for m in reloaded.modules()} >= {LEDEncoderSelfAttention}
+    assert not any(isinstance(m, FlexLEDEncoderSelfAttention) for m in reloaded.modules())
+    assert reloaded.state_dict().keys() == trained.state_dict().keys()
+
+
+def test_compiled_layers_keep_parameter_names_and_outputs(export):
+    from flavorfusion.models.loading import load_pretrained
+    from flavorfusion.models.summarizer import compile_layers
+
+    model, tokenizer = load_pretrained(export)
+    ids = torch.randint(5, 300, (2, 64))
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :8].contiguous()}
+    expected = model(**kwargs).loss
+    keys = model.state_dict().keys()
+    assert compile_layers(model, backend="eager") == 4
+    assert model.state_dict().keys() == keys
+    assert torch.allclose(model(**kwargs).loss, expected, atol=1e-6)

@@ -147,14 +147,15 @@ class Summarizer(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def compile_layers(model) -> None:
+def compile_layers(model, backend: str = "inductor") -> int:
     """Regional compilation: each encoder and decoder layer compiled in place (`nn.Module.compile`), so
-    parameter names, checkpoints and the export stay those of the plain model."""
+    parameter names, checkpoints and the export stay those of the plain model. Returns the layer count."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    for module in model.modules():
-        if isinstance(module, GradientCheckpointingLayer):
-            module.compile()
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.compile(backend=backend)
+    return len(layers)
 
 
 __all__ = ["Summarizer", "ROUGE_TYPES"]
