@@ -70,6 +70,11 @@ def validate_train(cfg: DictConfig, check_files: bool = True) -> None:
              "must be hf or flex")
     validate_compression(cfg.prune, cfg.quantize)
     _check_trainable_export(cfg.model)
+    if str(cfg.trainer.get("precision")) in ("16-mixed", "16") and cfg.model.get("optimizer", {}).get("fused") \
+            and cfg.trainer.get("gradient_clip_val"):
+        raise ConfigError("model.optimizer.fused=true cannot be combined with gradient clipping under "
+                          f"trainer.precision={cfg.trainer.precision} (the GradScaler unscales inside the fused "
+                          "step): set model.optimizer.fused=false, or use bf16-mixed")
     if cfg.data.streaming:
         _require(cfg.trainer.get("max_steps", -1) > 0, "trainer.max_steps", cfg.trainer.get("max_steps"),
                  "must be set (> 0) with data.streaming=true: a stream has no length to count epochs by")

@@ -216,3 +216,18 @@ def test_compiled_layers_keep_parameter_names_and_outputs(export):
     assert compile_layers(model, backend="eager") == 4
     assert model.state_dict().keys() == keys
     assert torch.allclose(model(**kwargs).loss, expected, atol=1e-6)
+
+
+def test_fused_adamw_with_clipping_trains_under_bf16_mixed(tmp_path):
+    # Lightning's mixed-precision plugin refuses to clip for a fused optimizer; without a scaler we clip ourselves
+    result = train(compose_train([*FAST, "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1e-3"], tmp_path))
+    optimizer = result.trainer.optimizers[0]
+    assert optimizer.defaults["fused"] is True
+    assert result.trainer.global_step == 3
+
+
+def test_fused_adamw_with_fp16_clipping_names_the_key(tmp_path):
+    from flavorfusion.config import validate_train
+
+    with pytest.raises(ConfigError, match=r"^model.optimizer.fused=true cannot be combined with gradient clipping"):
+        validate_train(compose_train(["experiment=quickstart", "trainer.precision=16-mixed"], tmp_path))

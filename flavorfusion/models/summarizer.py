@@ -133,6 +133,19 @@ class Summarizer(L.LightningModule):
             if isinstance(logger, WandbLogger):
                 logger.log_text("val/samples", columns=["step", "generated", "references"], data=rows)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for a fused optimizer even under bf16, where no
+        # GradScaler exists and the gradients are not scaled; without a scaler, clipping here is exact.
+        # (fp16 with a scaler and a fused optimizer is refused by validate_train.)
+        if gradient_clip_val and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         # no weight decay on biases and LayerNorm weights, as in Hugging Face's Trainer
         decay, no_decay = [], []
