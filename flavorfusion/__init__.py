@@ -1,7 +1,9 @@
 """FlavorFusion: culture-aware multi-document summaries of restaurant reviews."""
 
+from flavorfusion.import_noise import drop_torchao_import_noise
 from flavorfusion.resources import register_resolvers
 
 register_resolvers()
+drop_torchao_import_noise()  # before anything imports transformers' model classes, hence torchao
 
 __version__ = "0.1.0"

@@ -79,7 +79,7 @@ def test_missing_path_exits_with_the_pattern(tmp_path):
     result = run_module("flavorfusion.train", "experiment=quickstart", f"data.path={tmp_path}/none-*.csv",
                         f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: no file matches '{tmp_path}/none-*.csv'"
+    assert result.stderr.strip().splitlines()[-1] == f"error: data.path: no file matches '{tmp_path}/none-*.csv'"
 
 
 def test_wandb_offline_run_logs_config_and_samples(tmp_path, monkeypatch):
