@@ -167,7 +167,7 @@ def _categories() -> list[str]:
 def run_prepare(reviews: str, meta: str, output: str, language: bool) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from flavorfusion.prepare import prepare
+    from flavorfusion.preparation import prepare
 
     overrides = [
         f"source.reviews={reviews}",

@@ -1,9 +1,15 @@
-"""W&B: the logger factory (online only with a key from the environment) and model artifacts."""
+"""W&B: the logger factory (online only with a key from the environment), sweep groups, model artifacts and
+closing runs. Light to import (Lightning and wandb load inside the functions): the Vertex launcher, which Hydra
+imports in every app, names sweep groups with `sweep_group_name`."""
+
+from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from lightning.pytorch.loggers import WandbLogger
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,13 @@ def sweep_group() -> str | None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     hydra_cfg = HydraConfig.get()
-    return f"{hydra_cfg.job.name}/{os.path.basename(os.path.normpath(hydra_cfg.sweep.dir))}"
+    return sweep_group_name(hydra_cfg.job.name, hydra_cfg.sweep.dir)
+
+
+def sweep_group_name(job_name: str, sweep_dir: str) -> str:
+    """The W&B group of a sweep's jobs: `<job name>/<sweep dir name>`, e.g. `train/2026-11-27_10-00-00`.
+    Local `-m` sweeps (`sweep_group`) and the Vertex launcher's jobs are grouped alike."""
+    return f"{job_name}/{os.path.basename(os.path.normpath(str(sweep_dir)))}"
 
 
 def wandb_logger(project: str = "FlavorFusion", offline: bool | None = None, log_model_artifact: bool = True,
@@ -36,6 +48,8 @@ def wandb_logger(project: str = "FlavorFusion", offline: bool | None = None, log
 
     `group` defaults to the sweep's group in a multirun, so W&B dashboards compare its runs.
     """
+    from lightning.pytorch.loggers import WandbLogger
+
     kwargs["group"] = group or sweep_group()
     if offline is None:
         offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not has_wandb_credentials()
@@ -55,3 +69,12 @@ def log_model_artifact(logger: WandbLogger, directory: str, name: str, artifact_
     artifact.add_dir(directory)
     logger.experiment.log_artifact(artifact, aliases=["latest"])
     log.info("logged %s as W&B artifact %s (%s)", directory, name, artifact_type)
+
+
+def finish_runs(loggers: list, exit_code: int) -> None:
+    """Flush and close the W&B runs of `loggers`, so the next run in this process starts afresh."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish(exit_code=exit_code)

@@ -64,7 +64,7 @@ def test_budget_below_the_longest_example_is_an_error(lengths):
 
 
 def test_training_with_a_token_budget(tmp_path):
-    from flavorfusion.train import train
+    from flavorfusion.training import train
 
     result = train(compose_train([*FAST, "data.batch_tokens=1024"], tmp_path))
     loader = result.datamodule.train_dataloader()
@@ -75,7 +75,7 @@ def test_training_with_a_token_budget(tmp_path):
 
 
 def test_budget_below_max_source_length_names_the_key(tmp_path):
-    from flavorfusion.config import validate_train
+    from flavorfusion.checks import validate_train
     from flavorfusion.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^data.batch_tokens=100 must be null or at least"):

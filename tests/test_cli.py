@@ -1,6 +1,10 @@
 """The README's journeys as a user runs them: `python -m flavorfusion.train ...` in a fresh process."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -27,3 +31,12 @@ def test_sweep_runs_one_job_per_value(tmp_path):
         assert (tmp_path / job / "metrics.json").is_file()
         composed = yaml.safe_load((tmp_path / job / ".hydra" / "config.yaml").read_text())
         assert composed["data"]["k_top_longest"] == k
+
+
+@pytest.mark.parametrize("stage", ["train", "prepare", "evaluate"])
+def test_console_scripts_find_the_config_from_any_directory(stage, tmp_path):
+    script = Path(sys.executable).parent / f"flavorfusion-{stage}"  # [project.scripts], installed by pip
+    result = subprocess.run([str(script), "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "_target_: flavorfusion." in result.stdout

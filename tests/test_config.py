@@ -4,7 +4,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from flavorfusion.config import validate_train
+from flavorfusion.checks import validate_train
 from flavorfusion.errors import ConfigError
 
 from .conftest import CONF, compose_train, run_module

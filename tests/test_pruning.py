@@ -5,6 +5,7 @@ import logging
 import pytest
 import torch
 
+from flavorfusion.checks import validate_train
 from flavorfusion.compression.measures import sparsity
 from flavorfusion.compression.pruning import (
     DEFAULT_SUFFIXES,
@@ -14,10 +15,9 @@ from flavorfusion.compression.pruning import (
     shrink_ffn,
     step_amount,
 )
-from flavorfusion.config import validate_train
 from flavorfusion.errors import ConfigError
 from flavorfusion.models.tiny import build_tiny_led
-from flavorfusion.train import train
+from flavorfusion.training import train
 
 from .conftest import FAST, compose_train
 

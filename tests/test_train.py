@@ -10,7 +10,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from flavorfusion.data.encoding import DOC_SEP, PrimeraCollator, encode_documents
 from flavorfusion.errors import DataError
 from flavorfusion.resources import resource_path
-from flavorfusion.train import train
+from flavorfusion.training import train
 
 from .conftest import FAST, compose_train, run_module
 
@@ -66,7 +66,7 @@ def test_tsv_with_review_and_summary_columns(tmp_path):
                  "data.columns.summary=[summ1,summ2,summ3]", "data.test_ratio=0.3"]
     result = train(compose_train(overrides, tmp_path))
     assert "val/rouge1" in result.metrics
-    references = result.datamodule.val_set[0]["references"]
+    references = result.datamodule.val_set[0]["summary"]
     assert len(references) == 3  # every reference is kept for evaluation
 
 

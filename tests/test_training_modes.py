@@ -13,7 +13,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.models.tiny import build_tiny_led
-from flavorfusion.train import train
+from flavorfusion.training import train
 
 from .conftest import FAST, compose_train, run_module
 
@@ -141,7 +141,7 @@ def test_runs_without_logger_validation_or_checkpoint_finish_and_export(export, 
 def test_quickstart_without_logger_leaves_out_lr_monitor(tmp_path, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="flavorfusion.train"):
+    with caplog.at_level(logging.INFO, logger="flavorfusion.training"):
         result = train(compose_train([*FAST, "logger=none"], tmp_path))
     assert "no logger: leaving out LearningRateMonitor" in caplog.text
     assert not any(type(cb).__name__ == "LearningRateMonitor" for cb in result.trainer.callbacks)
@@ -227,7 +227,7 @@ def test_fused_adamw_with_clipping_trains_under_bf16_mixed(tmp_path):
 
 
 def test_fused_adamw_with_fp16_clipping_names_the_key(tmp_path):
-    from flavorfusion.config import validate_train
+    from flavorfusion.checks import validate_train
 
     with pytest.raises(ConfigError, match=r"^model.optimizer.fused=true cannot be combined with gradient clipping"):
         validate_train(compose_train(["experiment=quickstart", "trainer.precision=16-mixed"], tmp_path))

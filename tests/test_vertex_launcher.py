@@ -683,8 +683,6 @@ def sweep_size(params: dict) -> int:
 
 @pytest.mark.parametrize("experiment, jobs", SWEEPS.items())
 def test_sweep_experiments_set_a_group_and_sweeper_params(experiment, jobs):
-    if experiment == "sweep_prune" and not (CONF / "prune" / "l1_unstructured.yaml").exists():
-        pytest.skip("conf/prune/l1_unstructured.yaml comes with the compression issue")
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -696,8 +694,6 @@ def test_sweep_experiments_set_a_group_and_sweeper_params(experiment, jobs):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment, jobs", SWEEPS.items())
 def test_sweep_experiments_fan_out_to_vertex_specs(experiment, jobs, tmp_path):
-    if experiment == "sweep_prune" and not (CONF / "prune" / "l1_unstructured.yaml").exists():
-        pytest.skip("conf/prune/l1_unstructured.yaml comes with the compression issue")
     sweep = tmp_path / "DIR"
     (tmp_path / "lsars").mkdir()
     (tmp_path / "lsars" / "part-0.csv").write_text("id,summary,review_str\n")

@@ -5,6 +5,7 @@ import logging
 
 from omegaconf import DictConfig
 
+from flavorfusion import tracking
 from flavorfusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ def validate_compression(prune: DictConfig, quantize: DictConfig) -> None:
     validate_amount(prune.get("amount", 0.0))
     if "schedule" in prune:
         validate_schedule(prune.schedule)
-    if "suffixes" in prune and not prune.suffixes:
+    if prune.get("suffixes") is not None and len(prune.suffixes) == 0:  # null: the default layers
         raise ConfigError("prune.suffixes is empty: name at least one module suffix, e.g. [fc1, fc2]")
     validate_quantize(quantize)
 
@@ -47,9 +48,7 @@ def export_quantized_model(quantize: DictConfig, export_dir: str, loggers=(), me
     log.info("exported %s model to %s", quantize.method, quantized_dir)
     for logger in loggers:
         if getattr(logger, "log_model_artifact", False):
-            from flavorfusion.tracking import log_model_artifact
-
-            log_model_artifact(logger, quantized_dir, name=f"quantized_model-{logger.experiment.id}",
-                               artifact_type="quantized_model",
-                               metadata={**(metadata or {}), "quantize": quantize.method})
+            tracking.log_model_artifact(logger, quantized_dir, name=f"quantized_model-{logger.experiment.id}",
+                                        artifact_type="quantized_model",
+                                        metadata={**(metadata or {}), "quantize": quantize.method})
     return quantized_dir

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from flavorfusion.compression.quantization import Int8DynamicLinear
+from flavorfusion.compression.pruning import DEFAULT_SUFFIXES
+from flavorfusion.models.quantized import Int8DynamicLinear
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -44,9 +45,10 @@ def _weight_of(module: nn.Module) -> torch.Tensor | None:
     return None  # packed weight-only formats: zeros cannot be read off the packed words
 
 
-def sparsity(model: nn.Module, suffixes: Sequence[str]) -> float | None:
-    """Share of zero weights over the modules whose names end with one of `suffixes`; None when none
-    of them holds a readable weight (e.g. packed int4)."""
+def sparsity(model: nn.Module, suffixes: Sequence[str] | None = None) -> float | None:
+    """Share of zero weights over the modules whose names end with one of `suffixes` (None: the layers
+    `prune=l1_unstructured` prunes by default); None when none of them holds a readable weight (e.g. packed int4)."""
+    suffixes = DEFAULT_SUFFIXES if suffixes is None else suffixes
     zeros = total = 0
     for name, module in model.named_modules():
         if not any(name == s or name.endswith("." + s) for s in suffixes):

@@ -25,8 +25,9 @@ from flavorfusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# fc1/fc2: FFN; output/out_proj: attention output projections (encoder/decoder);
-# query_global/key_global/value_global: the Longformer global-attention projections.
+# The one list of the layers pruned by default (`prune.suffixes: null`) and measured by default
+# (`compression.measures.sparsity`). fc1/fc2: FFN; output/out_proj: attention output projections
+# (encoder/decoder); query_global/key_global/value_global: the Longformer global-attention projections.
 DEFAULT_SUFFIXES = ("fc1", "fc2", "output", "out_proj", "query_global", "key_global", "value_global")
 SCHEDULES = ("oneshot", "gradual")
 
@@ -116,9 +117,9 @@ class L1UnstructuredPruning(_Schedule, ModelPruning):
     """Global L1 magnitude pruning of the weights of Linear modules selected by name suffix."""
 
     def __init__(self, amount: float = 0.5, schedule: str = "gradual",
-                 suffixes: Sequence[str] = DEFAULT_SUFFIXES, verbose: int = 1):
+                 suffixes: Sequence[str] | None = None, verbose: int = 1):
         self._init_schedule(amount, schedule)
-        self.suffixes = tuple(suffixes)
+        self.suffixes = tuple(DEFAULT_SUFFIXES if suffixes is None else suffixes)
         super().__init__(pruning_fn="l1_unstructured", parameters_to_prune=(), parameter_names=["weight"],
                          use_global_unstructured=True, amount=amount, make_pruning_permanent=True,
                          prune_on_train_epoch_end=True, verbose=verbose)

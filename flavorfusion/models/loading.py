@@ -10,6 +10,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 from flavorfusion.data.encoding import DOC_SEP
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import atomic_output
+from flavorfusion.models.quantized import is_quantized_export, load_quantized
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None,
         if not any(f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json"
                    for f in os.listdir(name_or_path)):
             raise ConfigError(f"{key}={name_or_path} holds no model weights")
-        from flavorfusion.compression.quantization import is_quantized_export, load_quantized
-
         if is_quantized_export(name_or_path) and for_training:
             raise ConfigError(f"{key}={wandb_artifact or name_or_path} is a quantized export: evaluate or serve "
                               "it; train from the fp export it was made from")
@@ -70,6 +69,13 @@ def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None,
     model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
     add_doc_sep(tokenizer, model)
     return model, tokenizer
+
+
+def attention_window(config) -> int:
+    """The largest local attention window of an LED config (`attention_window` is one int or one per layer):
+    what inputs are padded to a multiple of."""
+    window = config.attention_window
+    return max(window) if isinstance(window, list | tuple) else window
 
 
 def save_pretrained(model: PreTrainedModel, tokenizer, directory: str, config_yaml: str | None = None) -> str:

@@ -38,7 +38,7 @@ class VertexLauncherConf:
     # the values never go into args, logs or files on disk
     env: list[str] = field(default_factory=list)
     # env var name -> Secret Manager secret (`wandb-api-key` or projects/P/secrets/S/versions/V); the job
-    # resolves it at start (flavorfusion.cluster), so only the reference leaves this machine
+    # resolves it at start (flavorfusion.vertex_env), so only the reference leaves this machine
     secrets: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     # longest wait in seconds between two polls of the jobs' states (the first polls come sooner)

@@ -119,9 +119,10 @@ def _run_in_child(hydra_context: HydraContext, task_function: TaskFunction, swee
     except Exception as err:  # an unpicklable return value: the job succeeded, its value stays here
         print(f"vertex_local: the job's return value cannot be sent back ({err}); returning None", file=sys.stderr)
         payload = pickle.dumps({"ok": True, "value": None})
-    with open(result_path + ".tmp", "wb") as f:
+    from flavorfusion.io import atomic_output  # here, not at the top: Hydra imports this module in every app
+
+    with atomic_output(result_path) as tmp, open(tmp, "wb") as f:  # the parent reads a whole result or none
         f.write(payload)
-    os.replace(result_path + ".tmp", result_path)
     sys.stdout.flush()
     sys.stderr.flush()
     if not outcome["ok"]:

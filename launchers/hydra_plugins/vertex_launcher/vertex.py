@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from flavorfusion.cluster import SECRET_ENV_PREFIX
 from flavorfusion.errors import ConfigError, DataError, FlavorFusionError
+from flavorfusion.tracking import sweep_group_name
+from flavorfusion.vertex_env import SECRET_ENV_PREFIX
 
 from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
 from ._jobs import ComposedJob, job_hydra_config, split_config
@@ -152,7 +153,7 @@ def runs_train(command: list[str], entry_point: str | None) -> bool:
 
 
 def check_jobs_as_train_does(jobs: list[ComposedJob]) -> None:
-    """Run on every job's config the checks flavorfusion.train runs at start-up (flavorfusion.config.
+    """Run on every job's config the checks flavorfusion.train runs at start-up (flavorfusion.checks.
     validate_train, data.path included); one failing job fails the sweep before anything is written or
     submitted, with one line naming every failing job and its error."""
     listed: dict[str, str | None] = {}  # data.path -> its error: each distinct path is listed once
@@ -171,7 +172,7 @@ def check_jobs_as_train_does(jobs: list[ComposedJob]) -> None:
 def train_check_error(job: ComposedJob, listed: dict[str, str | None]) -> str | None:
     """The one-line error validate_train gives the job's own config (no `hydra` node; `${hydra:...}` resolves
     to the job's values), or None. The job's output paths are the ones it has before the plan rewrites them."""
-    from flavorfusion.config import validate_train
+    from flavorfusion.checks import validate_train
 
     task_cfg, _ = split_config(job.sweep_config)
     with job_hydra_config(job.sweep_config):
@@ -192,7 +193,7 @@ def train_check_error(job: ComposedJob, listed: dict[str, str | None]) -> str | 
 
 def data_files_error(data: DictConfig, path: str | list[str]) -> str | None:
     """Whether `data.path` matches files, as train checks it (fsspec: local, gs:// with your credentials)."""
-    from flavorfusion.config import check_data_files
+    from flavorfusion.checks import check_data_files
 
     patterns = [path] if isinstance(path, str) else list(path)
     on_gcs = [p for p in patterns if str(p).startswith(("gs://", "gcs://"))]
@@ -256,8 +257,7 @@ def sweep_name(config: DictConfig) -> str:
 def wandb_group(config: DictConfig) -> str:
     """The W&B group a job without one gets: `<job name>/<sweep dir name>`, as flavorfusion.tracking gives
     the jobs of a local `-m` sweep (a Vertex job runs as a single run, so it cannot work it out itself)."""
-    sweep_dir = os.path.normpath(str(OmegaConf.select(config, "hydra.sweep.dir")))
-    return f"{config.hydra.job.name}/{os.path.basename(sweep_dir)}"
+    return sweep_group_name(config.hydra.job.name, OmegaConf.select(config, "hydra.sweep.dir"))
 
 
 def container_path(uri: str) -> str:

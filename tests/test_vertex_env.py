@@ -1,4 +1,5 @@
-"""flavorfusion.cluster: Vertex's CLUSTER_SPEC -> the variables Lightning's DDP reads; secret references."""
+"""flavorfusion.vertex_env: Vertex's CLUSTER_SPEC -> the variables Lightning's DDP reads; secret references; and
+nothing of it outside a Vertex AI job."""
 
 import json
 import logging
@@ -6,9 +7,11 @@ import os
 
 import pytest
 
-from flavorfusion.cluster import (
+from flavorfusion.vertex_env import (
     SECRET_ENV_PREFIX,
     configure_from_vertex_env,
+    configure_on_vertex,
+    on_vertex,
     parse_cluster_spec,
     resolve_secret_env,
 )
@@ -31,6 +34,31 @@ def test_without_cluster_spec_nothing_changes():
     environ = {"PATH": "/bin", "RANK": "3"}
     assert configure_from_vertex_env(environ) == {}
     assert environ == {"PATH": "/bin", "RANK": "3"}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"PATH": "/bin"}, False),
+    ({"CLOUD_ML_JOB_ID": "123"}, True),
+    ({"CLUSTER_SPEC": "{}"}, True),
+    ({"AIP_MODEL_DIR": "gs://b/m"}, True),
+    ({"CLOUD_ML_JOB_ID": ""}, False),
+])
+def test_on_vertex_reads_the_variables_vertex_sets(environ, expected):
+    assert on_vertex(environ) is expected
+
+
+def test_outside_vertex_secret_references_are_left_alone():
+    environ = {SECRET_ENV_PREFIX + "WANDB_API_KEY": "projects/p/secrets/k/versions/1"}
+    assert configure_on_vertex(environ, access_secret=lambda ref: pytest.fail("must not be fetched")) == {}
+    assert environ == {SECRET_ENV_PREFIX + "WANDB_API_KEY": "projects/p/secrets/k/versions/1"}
+
+
+def test_in_a_vertex_job_secrets_and_cluster_are_configured():
+    environ = {"CLOUD_ML_JOB_ID": "123", SECRET_ENV_PREFIX + "HF_TOKEN": "projects/p/secrets/hf/versions/1",
+               "CLUSTER_SPEC": cluster_spec("workerpool1", 0)}
+    found = configure_on_vertex(environ, access_secret=lambda ref: "token")
+    assert found["secrets"] == ["HF_TOKEN"] and found["node_rank"] == 1
+    assert environ["HF_TOKEN"] == "token" and environ["NODE_RANK"] == "1"
 
 
 def test_chief_of_three_nodes_gets_master_address_and_node_rank_0():
@@ -127,7 +155,7 @@ TWO_NODE_SCRIPT = """
 import os
 import lightning as L
 from lightning.pytorch.demos.boring_classes import BoringModel
-from flavorfusion.cluster import configure_from_vertex_env
+from flavorfusion.vertex_env import configure_from_vertex_env
 
 found = configure_from_vertex_env()
 trainer = L.Trainer(accelerator="cpu", devices=1, num_nodes=found["num_nodes"], strategy="ddp", max_steps=2,

@@ -1,4 +1,10 @@
-"""Checks of a composed config, run before anything heavy loads; each error names its key."""
+"""Checks of a composed config, run before anything heavy loads; each error names its key.
+
+One function per stage: `validate_train` (also run by the Vertex launcher on every job of a sweep, with
+`check_files=False`, then `check_data_files`), `validate_prepare` (+ `prepare_output` once the output is
+needed) and `validate_evaluate`. Checks that belong to one part live beside it and are called from here
+(`compression.validate_compression`, which holds the only `prune.amount` check).
+"""
 
 import os
 
@@ -40,7 +46,7 @@ def validate_data(data: DictConfig) -> None:
 
 def _check_trainable_export(model: DictConfig) -> None:
     """A quantized export can be evaluated or served, not trained (W&B artifacts are checked once downloaded)."""
-    from flavorfusion.compression.quantization import is_quantized_export
+    from flavorfusion.models.quantized import is_quantized_export  # torch: imported only when a train runs
 
     path = model.get("name_or_path")
     if path and not model.get("wandb_artifact") and os.path.isdir(path) and is_quantized_export(path):
@@ -62,8 +68,6 @@ def validate_train(cfg: DictConfig, check_files: bool = True) -> None:
     """Every check `train` runs at start-up, before the model loads (the Vertex launcher runs it per job)."""
     check_no_missing_values(cfg)
     validate_data(cfg.data)
-    amount = cfg.prune.get("amount", 0.0)
-    _require(0 <= amount < 1, "prune.amount", amount, "must be in [0, 1)")
     _require(cfg.model.get("trainable", True), "model", cfg.model.get("_target_"),
              "is an extractive baseline: score it with `python -m flavorfusion.evaluate`, it has nothing to train")
     _require(cfg.model.get("attention", "hf") in ("hf", "flex"), "model.attention", cfg.model.get("attention"),
@@ -80,3 +84,49 @@ def validate_train(cfg: DictConfig, check_files: bool = True) -> None:
                  "must be set (> 0) with data.streaming=true: a stream has no length to count epochs by")
     if check_files:
         check_data_files(cfg.data)
+
+
+def validate_prepare(cfg: DictConfig) -> None:
+    """`python -m flavorfusion.prepare`: every `???` but `output` is set (a dry run writes nothing, so it needs
+    no output; `prepare_output` checks it when it is needed)."""
+    missing = [k for k in OmegaConf.missing_keys(cfg) if k != "output"]
+    if missing:
+        raise ConfigError(
+            f"missing value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=PATH"
+        )
+
+
+def prepare_output(cfg: DictConfig) -> str:
+    """The review-groups file `prepare` writes: set, and not a directory."""
+    if OmegaConf.is_missing(cfg, "output"):
+        raise ConfigError("missing value for output: set it on the command line, e.g. output=groups.parquet")
+    output = str(cfg.output)
+    if os.path.isdir(output):
+        raise ConfigError(f"output={output} is a directory; name a file, e.g. output={output}/groups.parquet")
+    return output
+
+
+SPLITS = ("validation", "all")
+
+
+def validate_evaluate(cfg: DictConfig) -> None:
+    """`python -m flavorfusion.evaluate`: the split is one `evaluation` knows."""
+    _require(cfg.split in SPLITS, "split", cfg.split, f"must be one of {', '.join(SPLITS)}")
+
+
+def validate_summarize(cfg: DictConfig) -> None:
+    """`python -m flavorfusion.summarize`: values set, sizes positive, and an output that can be written (checked
+    before the model loads or anything generates)."""
+    check_no_missing_values(cfg)
+    for key in ("batch_size", "part_size"):
+        _require(cfg[key] > 0, key, cfg[key], "must be a positive integer")
+    output = str(cfg.output)
+    if os.path.isdir(output):
+        raise ConfigError(f"output={output} is a directory: give a file path such as summaries.parquet")
+    parent = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"output={output}: cannot create {parent}: {err.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"output={output}: directory {parent} is not writable")

@@ -1,7 +1,11 @@
-"""Set up a training process from what Vertex AI gives its container: the cluster spec and secret references.
+"""Vertex AI only: set up a training process from what Vertex gives its container (the cluster spec and secret
+references). Nothing here runs outside Vertex.
 
-`configure_from_vertex_env()` runs at the start of `flavorfusion.train`. Outside Vertex (no `CLUSTER_SPEC`,
-no `FLAVORFUSION_SECRET_*` variable) it changes nothing.
+`configure_on_vertex()` runs at the start of every training run (`flavorfusion.training.train`) and does nothing
+unless `on_vertex()` says the process is a Vertex AI job: Vertex sets `CLOUD_ML_JOB_ID` (and `CLOUD_ML_PROJECT_ID`)
+in every custom-job container, `CLUSTER_SPEC` on the replicas of a job, and `AIP_*` variables (e.g.
+`AIP_MODEL_DIR`). There it resolves `FLAVORFUSION_SECRET_*` references (set by the Vertex launcher,
+`hydra/launcher=vertex`) from Secret Manager and sets the multi-node variables.
 
 Multi-node: Vertex starts one container per replica and describes the cluster in `CLUSTER_SPEC`
 (JSON: `{"cluster": {"workerpool0": ["host:port"], "workerpool1": [...]}, "task": {"type": "workerpool0",
@@ -12,13 +16,16 @@ node and then starts `trainer.devices` processes per node itself, computing WORL
 import json
 import logging
 import os
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
 
 # FLAVORFUSION_SECRET_WANDB_API_KEY=projects/p/secrets/wandb-api-key/versions/latest sets WANDB_API_KEY
 SECRET_ENV_PREFIX = "FLAVORFUSION_SECRET_"
+# variables Vertex AI sets in a custom job's containers (any one of them marks a Vertex process)
+VERTEX_VARIABLES = ("CLOUD_ML_JOB_ID", "CLOUD_ML_PROJECT_ID", "CLUSTER_SPEC")
+VERTEX_PREFIX = "AIP_"
 # pools that run training processes: the chief (workerpool0) and the workers (workerpool1)
 TRAINING_POOLS = ("workerpool0", "workerpool1")
 
@@ -120,3 +127,21 @@ def configure_from_vertex_env(
             log.info("node %d of %d, master %s:%d", info.node_rank, info.num_nodes, info.master_addr,
                      info.master_port)
     return found
+
+
+def on_vertex(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a Vertex AI job (see VERTEX_VARIABLES and AIP_*)."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(name) for name in VERTEX_VARIABLES) or any(
+        key.startswith(VERTEX_PREFIX) for key in environ)
+
+
+def configure_on_vertex(
+    environ: MutableMapping[str, str] | None = None, access_secret: Callable[[str], str] | None = None
+) -> dict:
+    """`configure_from_vertex_env` in a Vertex AI job; elsewhere nothing is read or changed ({}): a local run
+    never reaches for Secret Manager, even with a FLAVORFUSION_SECRET_* variable in its environment."""
+    environ = os.environ if environ is None else environ
+    if not on_vertex(environ):
+        return {}
+    return configure_from_vertex_env(environ, access_secret)
