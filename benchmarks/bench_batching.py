@@ -20,25 +20,25 @@ import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from flavorfusion.data.encoding import DOC_SEP, LABEL_PAD_ID, PrimeraCollator, encode_documents, encode_target
+from flavorfusion.data.record import ReviewGroup
+from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.models.tiny import build_tiny_led, train_tokenizer
 from flavorfusion.resources import resource_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fewsum_amazon"
 
 
-def load_groups(fewsum: bool) -> list[tuple[list[str], str]]:
+def load_groups(fewsum: bool) -> list[ReviewGroup]:
+    """Review groups, one per (group, reference): the original code trained on each reference separately."""
     if fewsum:
-        import csv
-
-        groups = []
-        for split in ("train", "val", "test"):
-            with open(SHARED / f"{split}.csv", encoding="utf-8") as f:
-                for row in csv.DictReader(f, delimiter="\t"):
-                    reviews = [row[f"rev{i}"] for i in range(1, 9) if row[f"rev{i}"]]
-                    groups += [(reviews, row[f"summ{i}"]) for i in range(1, 4)]
-        return groups
-    with open(resource_path("quickstart_reviews.jsonl"), encoding="utf-8") as f:
-        return [(r["reviews"], r["summary"]) for r in map(json.loads, f)]
+        table = ReviewTable([str(SHARED / f"{split}.csv") for split in ("train", "val", "test")], format="tsv",
+                            columns={"id": "group_id", "reviews": [f"rev{i}" for i in range(1, 9)],
+                                     "summary": [f"summ{i}" for i in range(1, 4)]})
+    else:
+        table = ReviewTable(resource_path("quickstart_reviews.jsonl"),
+                            columns={"id": "id", "reviews": "reviews", "summary": "summary"})
+    groups, _ = table.groups()
+    return [ReviewGroup(g.id, g.reviews, [reference]) for g in groups for reference in g.summary]
 
 
 def original_batches(examples, max_source_length, max_target_length, pad_id):
@@ -104,8 +104,8 @@ def main() -> None:
 
     tokenizer = train_tokenizer(resource_path("quickstart_reviews.jsonl"), vocab_size=2000)
     groups = load_groups(args.fewsum)
-    examples = [(encode_documents(tokenizer, reviews, args.max_source_length),
-                 encode_target(tokenizer, summary, args.max_target_length)) for reviews, summary in groups]
+    examples = [(encode_documents(tokenizer, g.reviews, args.max_source_length),
+                 encode_target(tokenizer, g.summary[0], args.max_target_length)) for g in groups]
     sep = tokenizer.convert_tokens_to_ids(DOC_SEP)
     collator = PrimeraCollator(tokenizer.pad_token_id, sep, pad_to_multiple_of=64)
 

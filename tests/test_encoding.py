@@ -39,9 +39,9 @@ def test_collator_pads_inputs_to_window_and_labels_to_longest(tokenizer):
     sep = tokenizer.convert_tokens_to_ids(DOC_SEP)
     features = [
         {"input_ids": encode_documents(tokenizer, ["good food", "bad service"], 64),
-         "labels": encode_target(tokenizer, "good food, bad service", 32), "id": "a", "references": ["x"]},
+         "labels": encode_target(tokenizer, "good food, bad service", 32), "id": "a", "summary": ["x"]},
         {"input_ids": encode_documents(tokenizer, ["ok"], 64),
-         "labels": encode_target(tokenizer, "ok", 32), "id": "b", "references": ["y"]},
+         "labels": encode_target(tokenizer, "ok", 32), "id": "b", "summary": ["y"]},
     ]
     batch = PrimeraCollator(tokenizer.pad_token_id, sep, pad_to_multiple_of=16)(features)
     assert batch["input_ids"].shape[1] % 16 == 0
@@ -52,4 +52,4 @@ def test_collator_pads_inputs_to_window_and_labels_to_longest(tokenizer):
         assert set(torch.nonzero(batch["global_attention_mask"][row]).flatten().tolist()) == expected
     assert batch["labels"].shape[1] == max(len(f["labels"]) for f in features)
     assert (batch["labels"][1, len(features[1]["labels"]):] == LABEL_PAD_ID).all()
-    assert batch["id"] == ["a", "b"] and batch["references"] == [["x"], ["y"]]
+    assert batch["id"] == ["a", "b"] and batch["summary"] == [["x"], ["y"]]

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
+from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.sources.google_local import split_translation
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.prepare import prepare
@@ -183,6 +184,7 @@ def test_language_grouping_counts_and_spanish_group(pair, tmp_path):
     assert report["written"]["rows"] == 3 and report["written"]["reviews"] == 13
     assert report["written"]["groups_too_small"] == 1
 
+    assert pq.read_schema(output).remove_metadata().equals(SCHEMA)  # the one review-group schema
     rows = {r["id"]: r for r in pq.read_table(output).to_pylist()}
     assert set(rows) == {"g_r1:en", "g_r1:es", "g_r2:en"}
     spanish = rows["g_r1:es"]

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
+from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.translate import CachedTranslator, GoogleTranslator
 from flavorfusion.errors import ConfigError
 from flavorfusion.prepare import prepare
@@ -71,6 +72,7 @@ def test_counts_and_untranslated_output(lsars, tmp_path):
         "missing_field": 1,
         "no_reviews": 1,
     }
+    assert pq.read_schema(output).remove_metadata().equals(SCHEMA)  # the one review-group schema
     rows = pq.read_table(output).to_pylist()
     assert [r["id"] for r in rows] == ["1", "2", "6"]
     assert rows[0]["reviews"] == ["手机很好用", "电池耐用", "好用"] and rows[0]["summary"] == "质量很好"

@@ -1,23 +1,28 @@
 import json
-import random
 
 import pytest
 
 from flavorfusion.data.datamodule import ReviewGroupDataModule
-from flavorfusion.data.review_groups import GroupNormalizer, augment, in_validation
+from flavorfusion.data.record import ReviewGroup
+from flavorfusion.data.review_groups import GroupNormalizer, in_validation
+from flavorfusion.data.selection import ReviewSelection, longest_reviews
 from flavorfusion.errors import DataError
 
 
 def test_augmentation_counts_and_content():
-    reviews = [f"review {i} " + "x" * i for i in range(30)]
-    rng = random.Random(0)
-    chunks = augment(reviews, k_top_longest=20, max_docs_per_review=5, rng=rng)
+    group = ReviewGroup("g", [f"review {i} " + "x" * i for i in range(30)], ["s"])
+    chunks = ReviewSelection(k_top_longest=20, max_docs_per_review=5, seed=0).for_training(group)
     assert len(chunks) == 4 and all(len(c) == 5 for c in chunks)
-    assert sorted(r for c in chunks for r in c) == sorted(sorted(reviews, key=len)[-20:])
-    assert len(augment(reviews, 5, 5, random.Random(0))) == 1  # k == max: no augmentation
-    assert [len(c) for c in augment(reviews[:12], 20, 5, random.Random(0))] == [5, 5, 2]
-    # seeded: the same rng seed gives the same shuffle
-    assert augment(reviews, 20, 5, random.Random(3)) == augment(reviews, 20, 5, random.Random(3))
+    assert sorted(r for c in chunks for r in c) == sorted(sorted(group.reviews, key=len)[-20:])
+    assert len(ReviewSelection(5, 5).for_training(group)) == 1  # k == max: no augmentation
+    short = ReviewGroup("g", group.reviews[:12])
+    assert [len(c) for c in ReviewSelection(20, 5).for_training(short)] == [5, 5, 2]
+    # seeded by the seed and the group id: same shuffle in every worker and rerun, another for another group
+    assert ReviewSelection(20, 5, 3).for_training(group) == ReviewSelection(20, 5, 3).for_training(group)
+    other = ReviewGroup("h", group.reviews)
+    assert ReviewSelection(20, 5, 3).for_training(other) != ReviewSelection(20, 5, 3).for_training(group)
+    # validation: the k longest, longest first; baselines and evaluate use the same function
+    assert ReviewSelection(3, 3).for_validation(group) == longest_reviews(group.reviews, 3) == group.reviews[:-4:-1]
 
 
 def test_normalizer_separator_columns_and_skips():
@@ -28,7 +33,7 @@ def test_normalizer_separator_columns_and_skips():
     assert out["skip"] == ["", "empty_reviews", "no_summary"]
     columns = GroupNormalizer("gid", ["rev1", "rev2"], ["summ1", "summ2"])
     out = columns({"gid": ["g"], "rev1": ["one"], "rev2": [None], "summ1": ["s1"], "summ2": ["s2"]})
-    assert out["reviews"] == [["one"]] and out["references"] == [["s1", "s2"]]
+    assert out["reviews"] == [["one"]] and out["summary"] == [["s1", "s2"]]
     listed = GroupNormalizer("id", "reviews", None)
     assert listed({"id": ["x"], "reviews": [["r1", "r2"]]})["skip"] == [""]
 

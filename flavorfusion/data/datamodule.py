@@ -1,7 +1,6 @@
 """Review groups -> PRIMERA batches, as a LightningDataModule (map-style or streaming)."""
 
 import logging
-import random
 from collections import Counter
 from functools import partial
 
@@ -11,44 +10,13 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from flavorfusion.data.batching import TokenBudgetBatchSampler
-from flavorfusion.data.encoding import PrimeraCollator, encode_documents, encode_target
-from flavorfusion.data.review_groups import (
-    GroupNormalizer,
-    augment,
-    check_columns,
-    in_validation,
-    infer_format,
-    read_columns,
-)
+from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
+from flavorfusion.data.record import CSV_REVIEW_SEPARATOR
+from flavorfusion.data.review_groups import ReviewTable, in_validation
+from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import DataError
-from flavorfusion.io import expand_paths
 
 log = logging.getLogger(__name__)
-
-
-def expand_examples(batch: dict[str, list], *, tokenizer, train: bool, seed: int, k_top_longest: int | None,
-                    max_docs_per_review: int, max_source_length: int, max_target_length: int,
-                    train_on_all_references: bool) -> dict[str, list]:
-    """Normalized groups -> encoded examples (batched map). Training groups are augmented into
-    several examples; validation keeps one example per group with every reference."""
-    out = {"id": [], "input_ids": [], "labels": [], "references": []}
-    for group_id, reviews, references in zip(batch["id"], batch["reviews"], batch["references"], strict=True):
-        # seeded per group so the shuffle is the same in every worker and every epoch
-        rng = random.Random(f"{seed}:{group_id}")
-        if train:
-            chunks = augment(reviews, k_top_longest, max_docs_per_review, rng)
-            targets = references if train_on_all_references else references[:1]
-        else:
-            chunks = [sorted(reviews, key=len, reverse=True)[:k_top_longest]]
-            targets = references[:1]
-        for docs in chunks:
-            input_ids = encode_documents(tokenizer, docs, max_source_length)
-            for target in targets or [None]:
-                out["id"].append(group_id)
-                out["input_ids"].append(input_ids)
-                out["labels"].append(encode_target(tokenizer, target, max_target_length) if target else [])
-                out["references"].append(references)
-    return out
 
 
 class StreamingExamples(IterableDataset):
@@ -69,7 +37,7 @@ class StreamingExamples(IterableDataset):
                 continue
             if not self.keep(row["id"]):
                 continue
-            batch = self.expand({key: [row[key]] for key in ("id", "reviews", "references")})
+            batch = self.expand({key: [row[key]] for key in ("id", "reviews", "summary")})
             for i in range(len(batch["id"])):
                 yield {key: values[i] for key, values in batch.items()}
         self.skipped = skipped
@@ -83,7 +51,7 @@ class ReviewGroupDataModule(L.LightningDataModule):
     `tokenizer` and `attention_window` come from the model, not the config.
     """
 
-    def __init__(self, path: str | list[str], columns: dict, review_separator: str = "|||||",
+    def __init__(self, path: str | list[str], columns: dict, review_separator: str = CSV_REVIEW_SEPARATOR,
                  format: str | None = None, streaming: bool = False, shuffle_buffer: int = 1000,
                  test_ratio: float = 0.1, seed: int = 42, subset: int | None = None,
                  k_top_longest: int | None = 20, max_docs_per_review: int = 5,
@@ -93,51 +61,29 @@ class ReviewGroupDataModule(L.LightningDataModule):
                  group_by_length: bool = False,
                  pad_to_multiple_of: int | None = None, num_proc: int | None = None,
                  num_workers: int = 0, storage_options: dict | None = None,
-                 tokenizer=None, attention_window: int | None = None):
+                 *, tokenizer, attention_window: int | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
         self.tokenizer = tokenizer
-        self.normalizer = GroupNormalizer(columns["id"], columns["reviews"], columns.get("summary"),
-                                          review_separator)
-        # without a tokenizer only `load_rows` works (evaluate reads rows before loading any model)
-        self.collator = None if tokenizer is None else PrimeraCollator(
+        self.table = ReviewTable.from_config(self.hparams)
+        self.encoder = ExampleEncoder(tokenizer, ReviewSelection(k_top_longest, max_docs_per_review, seed),
+                                      max_source_length, max_target_length, train_on_all_references)
+        self.collator = PrimeraCollator(
             pad_token_id=tokenizer.pad_token_id,
-            doc_sep_id=tokenizer.convert_tokens_to_ids("<doc-sep>"),
+            doc_sep_id=tokenizer.convert_tokens_to_ids(DOC_SEP),
             pad_to_multiple_of=pad_to_multiple_of or attention_window,
         )
         self.skipped: Counter = Counter()
         self.train_set = self.val_set = None
 
     def _expand(self, train: bool):
-        hp = self.hparams
-        return partial(expand_examples, tokenizer=self.tokenizer, train=train, seed=hp.seed,
-                       k_top_longest=hp.k_top_longest, max_docs_per_review=hp.max_docs_per_review,
-                       max_source_length=hp.max_source_length, max_target_length=hp.max_target_length,
-                       train_on_all_references=hp.train_on_all_references)
-
-    def load_rows(self) -> datasets.Dataset | datasets.IterableDataset:
-        """Raw table -> normalized rows (`id, reviews, references, skip`)."""
-        hp = self.hparams
-        files = expand_paths(hp.path)
-        fmt = hp.format or infer_format(files[0])
-        check_columns(files, fmt, self.normalizer.required_columns)
-        builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
-        if builder == "csv":
-            # every column a string: an empty summary is "", not NaN, and ids keep leading zeros
-            kwargs["keep_default_na"] = False
-            kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in read_columns(files[0], fmt)})
-        raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=hp.streaming,
-                                    storage_options=hp.storage_options, **kwargs)
-        if hp.subset:
-            raw = raw.take(hp.subset) if hp.streaming else raw.select(range(min(hp.subset, len(raw))))
-        map_kwargs = {} if hp.streaming else {"num_proc": hp.num_proc, "desc": "normalize review groups"}
-        return raw.map(self.normalizer, batched=True, remove_columns=raw.column_names, **map_kwargs)
+        return self.encoder.batched(train)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
-        rows = self.load_rows()
+        rows = self.table.rows()
         is_val = partial(in_validation, seed=hp.seed, test_ratio=hp.test_ratio)
         if hp.streaming:
             rows = self._for_this_process(rows)

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
+from flavorfusion.data.record import ReviewGroup
+from flavorfusion.data.selection import ReviewSelection
+
 DOC_SEP = "<doc-sep>"
 LABEL_PAD_ID = -100  # ignored by the cross-entropy loss
 
@@ -83,7 +86,50 @@ class PrimeraCollator:
             for row, f in enumerate(features):
                 labels[row, : len(f["labels"])] = torch.as_tensor(f["labels"])
             batch["labels"] = labels
-        for key in ("id", "references"):  # carried through for ROUGE and sample tables
+        for key in ("id", "summary"):  # carried through for ROUGE and sample tables
             if key in features[0]:
                 batch[key] = [f[key] for f in features]
         return batch
+
+
+@dataclass(frozen=True)
+class ExampleEncoder:
+    """Review groups -> encoded examples `{id, input_ids, labels, summary}` (`summary`: every reference).
+
+    Training groups are cut into several examples by the selection's augmentation, each paired with every
+    reference (or only the first); validation, evaluation and generation use one example per group with
+    the k longest reviews.
+    """
+
+    tokenizer: object
+    selection: ReviewSelection
+    max_source_length: int
+    max_target_length: int
+    train_on_all_references: bool = True
+
+    def _example(self, group: ReviewGroup, docs: list[str], target: str | None) -> dict:
+        return {"id": group.id, "input_ids": encode_documents(self.tokenizer, docs, self.max_source_length),
+                "labels": encode_target(self.tokenizer, target, self.max_target_length) if target else [],
+                "summary": group.summary}
+
+    def training_examples(self, group: ReviewGroup) -> list[dict]:
+        targets = group.summary if self.train_on_all_references else group.summary[:1]
+        return [self._example(group, docs, target) for docs in self.selection.for_training(group)
+                for target in targets or [None]]
+
+    def validation_example(self, group: ReviewGroup) -> dict:
+        return self._example(group, self.selection.for_validation(group), group.summary[0] if group.summary else None)
+
+    def batched(self, train: bool):
+        """A batched `datasets.map` function over normalized rows."""
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            out = {"id": [], "input_ids": [], "labels": [], "summary": []}
+            for i in range(len(batch["id"])):
+                group = ReviewGroup(batch["id"][i], batch["reviews"][i], batch["summary"][i])
+                for example in self.training_examples(group) if train else [self.validation_example(group)]:
+                    for key in out:
+                        out[key].append(example[key])
+            return out
+
+        return encode

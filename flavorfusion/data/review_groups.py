@@ -1,21 +1,23 @@
-"""Review groups from tables: reading CSV/TSV/JSONL/Parquet, column mapping, split and augmentation.
-
-A review group is one record: `id`, `reviews` (list of strings) and `references` (the summaries, a
-list: several references are used by evaluation, and each is a training target).
-"""
+"""Review groups from tables (CSV/TSV/JSONL/Parquet, local or gs://): column mapping onto the record
+(`flavorfusion.data.record`) and the train/validation split."""
 
 import csv
 import hashlib
 import io
 import json
-import math
+import logging
 import os
-import random
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import fsspec
 
+from flavorfusion.data.record import CSV_REVIEW_SEPARATOR, OPTIONAL_FIELDS, ReviewGroup, texts
 from flavorfusion.errors import DataError
+from flavorfusion.io import expand_paths
+
+log = logging.getLogger(__name__)
 
 # file suffix -> HF datasets builder
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -62,29 +64,21 @@ def check_columns(files: Sequence[str], fmt: str, required: Sequence[str]) -> No
                 raise DataError(f"column {column!r} not found in {path} (columns: {', '.join(sorted(present))})")
 
 
-def _is_text(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _texts(value) -> list[str]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    return [v.strip() for v in as_list(value) if _is_text(v)]
-
-
 class GroupNormalizer:
-    """Maps one raw row onto `id, reviews, references, skip` (a batched `datasets.map` function).
+    """Maps one raw row onto the record's `id, reviews, summary` plus `skip` (a batched `datasets.map`
+    function; `summary` is the list of references).
 
     `reviews` and `summary` name one column or a list of columns. A string cell in a single reviews
     column is split on `review_separator` (the original code's `|||||`); a list cell is used as is.
     """
 
     def __init__(self, id_column: str, reviews: str | list[str], summary: str | list[str] | None,
-                 review_separator: str = "|||||"):
+                 review_separator: str = CSV_REVIEW_SEPARATOR, carried: Sequence[str] = ()):
         self.id_column = id_column
         self.review_columns = as_list(reviews)
         self.summary_columns = as_list(summary)
         self.review_separator = review_separator
+        self.carried = list(carried)  # the record's optional fields, copied through as they are
 
     @property
     def required_columns(self) -> list[str]:
@@ -94,25 +88,27 @@ class GroupNormalizer:
         if len(self.review_columns) == 1:
             cell = row[self.review_columns[0]]
             if isinstance(cell, str):
-                return _texts(cell.split(self.review_separator))
-            return _texts(cell)
-        return [text for column in self.review_columns for text in _texts(row[column])]
+                return texts(cell.split(self.review_separator))
+            return texts(cell)
+        return [text for column in self.review_columns for text in texts(row[column])]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        out = {"id": [], "reviews": [], "references": [], "skip": []}
+        out = {"id": [], "reviews": [], "summary": [], "skip": []}  # + the carried columns
         for i in range(len(batch[self.id_column])):
             row = {column: batch[column][i] for column in self.required_columns}
             reviews = self.reviews_of(row)
-            references = [t for column in self.summary_columns for t in _texts(row[column])]
+            summary = [t for column in self.summary_columns for t in texts(row[column])]
             skip = ""
             if not reviews:
                 skip = SKIP_NO_REVIEWS
-            elif self.summary_columns and not references:
+            elif self.summary_columns and not summary:
                 skip = SKIP_NO_SUMMARY
             out["id"].append(str(row[self.id_column]))
             out["reviews"].append(reviews)
-            out["references"].append(references)
+            out["summary"].append(summary)
             out["skip"].append(skip)
+        for column in self.carried:
+            out[column] = batch[column]
         return out
 
 
@@ -123,10 +119,62 @@ def in_validation(group_id: str, seed: int, test_ratio: float) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < test_ratio
 
 
-def augment(reviews: list[str], k_top_longest: int | None, max_docs_per_review: int,
-            rng: random.Random) -> list[list[str]]:
-    """The original code's augmentation: keep the k longest reviews, shuffle them, and cut them into
-    chunks of `max_docs_per_review` that become separate examples sharing the summary."""
-    kept = sorted(reviews, key=len, reverse=True)[:k_top_longest]
-    rng.shuffle(kept)
-    return [kept[i : i + max_docs_per_review] for i in range(0, len(kept), max_docs_per_review)]
+@dataclass(frozen=True)
+class ReviewTable:
+    """A table of review groups and how to read it: `data.path`, `data.columns` and the reading keys of a data
+    config. `rows()` gives normalized rows (HF datasets, map-style or streaming); `groups()` the records."""
+
+    path: str | list[str]
+    columns: dict
+    review_separator: str = CSV_REVIEW_SEPARATOR
+    format: str | None = None
+    streaming: bool = False
+    subset: int | None = None
+    storage_options: dict | None = None
+    num_proc: int | None = None
+
+    @classmethod
+    def from_config(cls, data) -> "ReviewTable":
+        """From a data config (`conf/data/*.yaml`) or the datamodule's hyperparameters."""
+        keys = cls.__dataclass_fields__
+        return cls(**{k: data[k] for k in keys if k in data})
+
+    def normalizer(self, present: Sequence[str] = ()) -> GroupNormalizer:
+        """The column mapping; the record's optional fields (business_id, name, group, ...) that the table has
+        under their own names are carried through."""
+        mapped = {self.columns["id"], *as_list(self.columns["reviews"]), *as_list(self.columns.get("summary"))}
+        carried = [c for c in OPTIONAL_FIELDS if c in present and c not in mapped]
+        return GroupNormalizer(self.columns["id"], self.columns["reviews"], self.columns.get("summary"),
+                               self.review_separator, carried)
+
+    def rows(self):
+        """Raw table -> normalized rows (`id, reviews, summary, skip`)."""
+        import datasets
+
+        files = expand_paths(self.path)
+        fmt = self.format or infer_format(files[0])
+        normalizer = self.normalizer(read_columns(files[0], fmt))
+        check_columns(files, fmt, normalizer.required_columns)
+        builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
+        if builder == "csv":
+            # every column a string: an empty summary is "", not NaN, and ids keep leading zeros
+            kwargs["keep_default_na"] = False
+            kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in read_columns(files[0], fmt)})
+        raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=self.streaming,
+                                    storage_options=self.storage_options, **kwargs)
+        if self.subset:
+            raw = raw.take(self.subset) if self.streaming else raw.select(range(min(self.subset, len(raw))))
+        map_kwargs = {} if self.streaming else {"num_proc": self.num_proc, "desc": "normalize review groups"}
+        return raw.map(normalizer, batched=True, remove_columns=raw.column_names, **map_kwargs)
+
+    def groups(self) -> tuple[list[ReviewGroup], Counter]:
+        """Every usable group as a record, and the count of skipped rows by reason."""
+        groups, skipped = [], Counter()
+        for row in self.rows():
+            if row["skip"]:
+                skipped[row["skip"]] += 1
+            else:
+                groups.append(ReviewGroup.from_row(row))
+        if skipped:
+            log.warning("skipped %d review groups: %s", sum(skipped.values()), dict(skipped))
+        return groups, skipped

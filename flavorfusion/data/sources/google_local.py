@@ -21,7 +21,10 @@ import pyarrow as pa
 from msgspec import UNSET
 
 from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
-from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, gc_paused, iter_lines, open_lines
+from flavorfusion.data.jsonlines import gc_paused, iter_lines, open_lines
+from flavorfusion.data.record import SCHEMA
+from flavorfusion.data.sources import ReviewGroupSource
+from flavorfusion.data.writer import ReviewGroupWriter
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
 
@@ -63,23 +66,6 @@ REVIEW_DROP_REASONS = (
     "over_cap",
 )
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("business_id", pa.string()),
-        ("name", pa.string()),
-        ("address", pa.string()),
-        ("group", pa.string()),
-        ("group_confidence", pa.float64()),
-        ("n_reviews", pa.int32()),
-        ("reviews", pa.list_(pa.string())),
-        # beside each English review: the text Google translated from (null if none), and its language
-        ("originals", pa.list_(pa.string())),
-        ("languages", pa.list_(pa.string())),
-        ("summary", pa.string()),
-    ]
-)
-
 # write this many reviews per Parquet row group: bounds the extra Arrow copy of the kept text
 _WRITE_BATCH_REVIEWS = 50_000
 
@@ -115,7 +101,6 @@ class GoogleLocalSource(ReviewGroupSource):
     """`source=google_local`: restaurants by category, filtered and capped reviews, grouped."""
 
     name = "google_local"
-    schema = SCHEMA
 
     def __init__(
         self,
@@ -420,6 +405,7 @@ class _RowBatch:
                 "originals": listed(columns.originals),
                 "languages": listed(columns.languages),
                 "summary": pa.nulls(n, pa.string()),
+                "summary_original": pa.nulls(n, pa.string()),
             },
             schema=SCHEMA,
         )

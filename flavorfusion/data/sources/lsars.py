@@ -15,7 +15,10 @@ import msgspec
 import pyarrow as pa
 
 from flavorfusion.data.grouping import NoGrouping
-from flavorfusion.data.sources import ReviewGroupSource, ReviewGroupWriter, iter_lines
+from flavorfusion.data.jsonlines import iter_lines
+from flavorfusion.data.record import conform
+from flavorfusion.data.sources import ReviewGroupSource
+from flavorfusion.data.writer import ReviewGroupWriter
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
 
@@ -23,18 +26,6 @@ if TYPE_CHECKING:
     from flavorfusion.data.grouping import Grouping
     from flavorfusion.data.report import PrepareReport
     from flavorfusion.data.translate import Translator
-
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("reviews", pa.list_(pa.string())),
-        ("summary", pa.string()),
-        # the untranslated texts, when translate= is not none (else null: `reviews` are the originals)
-        ("originals", pa.list_(pa.string())),
-        ("summary_original", pa.string()),
-    ]
-)
-
 
 def join_tokens(tokens: Any) -> str | None:
     """A token list joined with "" (already-joined strings pass through); None if not text."""
@@ -49,7 +40,6 @@ class LsarsSource(ReviewGroupSource):
     """`source=lsars`: one review group per item; summaries are the `hq_tokens` references."""
 
     name = "lsars"
-    schema = SCHEMA
 
     def __init__(
         self, path: str | list[str], start_line: int = 0, stop_line: int | None = None, chunk_size: int = 1000
@@ -153,13 +143,14 @@ class LsarsSource(ReviewGroupSource):
             originals, summary_originals = reviews, summaries
             reviews = [[english[t] for t in r] for r in reviews]
             summaries = [english[s] if s else s for s in summaries]
-        return pa.table(
+        # `originals`: the untranslated texts when translate= is not none (else null: `reviews` are the originals)
+        return conform(pa.table(
             {
-                "id": ids,
-                "reviews": reviews,
-                "summary": summaries,
-                "originals": originals,
-                "summary_original": summary_originals,
-            },
-            schema=SCHEMA,
-        )
+                "id": pa.array(ids, pa.string()),
+                "reviews": pa.array(reviews, pa.list_(pa.string())),
+                "summary": pa.array(summaries, pa.string()),
+                "n_reviews": pa.array([len(r) for r in reviews], pa.int32()),
+                "originals": pa.array(originals, pa.list_(pa.string())),
+                "summary_original": pa.array(summary_originals, pa.string()),
+            }
+        ))
