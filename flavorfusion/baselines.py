@@ -5,16 +5,10 @@ maps one review group (a list of reviews) to a summary string.
 """
 
 import random
-import re
 
 import numpy as np
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences by end punctuation (nltk's splitter needs a download that fails offline)."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+from flavorfusion.metrics import split_sentences
 
 
 def _tfidf(texts: list[str]):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from flavorfusion.baselines import CentroidReview, LexRank, RandomReview, lexrank_scores
 from flavorfusion.errors import ConfigError
 
-from .conftest import CONF, FAST, compose_train
+from .conftest import CONF, FAST, ROOT, compose_train
 
 REVIEWS = [
     "The tacos were great and the salsa was fresh. Service was slow.",
@@ -130,7 +131,140 @@ def test_export_directory_without_weights_names_the_key(tmp_path):
 
 
 def test_baselines_cannot_be_trained():
-    from flavorfusion.config import validate_train
+    from flavorfusion.checks import validate_train
 
     with pytest.raises(ConfigError, match="model=flavorfusion.baselines.LexRank is an extractive baseline"):
         validate_train(compose_train(["experiment=quickstart", "model=lexrank"]))
+
+
+# ---- ROUGE with several references: averaged (FewSum's convention) and best ------------------------------
+
+TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+FEWSUM_COLUMNS = ["cat", "group_id", *(f"rev{i}" for i in range(1, 9)), *(f"summ{i}" for i in range(1, 4))]
+FEWSUM_AMAZON = ROOT.parent / "shared" / "data" / "fewsum_amazon"  # machine-dependent: the real FewSum split
+FAST_FEWSUM = ["data=fewsum", "model=lexrank", "split=all", "latency.runs=1", "zip=false"]
+
+
+def write_fewsum_sample(path, n_groups: int = 12) -> None:
+    """A FewSum-style TSV (8 reviews, 3 references) made from the shipped synthetic quickstart groups: the
+    references are the group's summary, its sentences in reverse order, and the longest review's first two
+    sentences, so they differ and mean and max disagree."""
+    from flavorfusion.resources import resource_path
+
+    with open(resource_path("quickstart_reviews.jsonl")) as f:
+        groups = [g for g in map(json.loads, f) if len(g["reviews"]) >= 8][:n_groups]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(FEWSUM_COLUMNS)
+        for g in groups:
+            reviews = g["reviews"][:8]
+            sentences = _sentences(g["summary"])
+            longest = _sentences(max(reviews, key=len))
+            writer.writerow(["restaurant", g["id"], *reviews, g["summary"], " ".join(reversed(sentences)),
+                             " ".join(longest[:2])])
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def independent_rouge(examples: list[dict], variant: str) -> tuple[dict, dict]:
+    """Corpus ROUGE straight from rouge_score: per example the F-measure against each reference, averaged
+    (and the best), x100, then the mean over examples. rougeLsum gets one sentence per line."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(list(TYPES), use_stemmer=True)
+    mean, best = {t: [] for t in TYPES}, {t: [] for t in TYPES}
+    for e in (e for e in examples if e["variant"] == variant):
+        prediction = "\n".join(_sentences(e["prediction"]))
+        per_reference = [scorer.score("\n".join(_sentences(r)), prediction) for r in e["references"]]
+        for t in TYPES:
+            fs = [100 * s[t].fmeasure for s in per_reference]
+            mean[t].append(sum(fs) / len(fs))
+            best[t].append(max(fs))
+    return {t: float(np.mean(v)) for t, v in mean.items()}, {t: float(np.mean(v)) for t, v in best.items()}
+
+
+def check_report_against_rouge_score(out, n_references: int) -> dict[str, tuple[dict, dict]]:
+    """report.csv's rouge* and rouge*_max against `independent_rouge` over examples.jsonl; returns both."""
+    with open(out["paths"]["report.csv"]) as f:
+        rows = list(csv.DictReader(f))
+    with open(out["paths"]["examples.jsonl"]) as f:
+        examples = [json.loads(line) for line in f]
+    assert {"references", *TYPES, *(f"{t}_max" for t in TYPES)} <= set(examples[0])
+    assert all(len(e["references"]) == n_references for e in examples)
+    figures = {}
+    for row in rows:
+        assert row["multi_reference"] == "mean"
+        mean, best = independent_rouge(examples, row["variant"])
+        for t in TYPES:
+            assert float(row[t]) == pytest.approx(mean[t], abs=1e-6)
+            assert float(row[f"{t}_max"]) == pytest.approx(best[t], abs=1e-6)
+            assert float(row[f"{t}_max"]) >= float(row[t])
+        figures[row["variant"]] = (mean, best)
+    with open(out["paths"]["report.md"]) as f:
+        report = f.read()
+    assert "metrics.multi_reference=mean" in report and "| R-1 max |" in report
+    return figures
+
+
+def print_figures(title: str, figures: dict) -> None:
+    print(f"\n{title}: ROUGE mean over references / best reference (max - mean)")
+    for variant, (mean, best) in figures.items():
+        print(f"  {variant:16s} " + "  ".join(f"{t} {mean[t]:.2f}/{best[t]:.2f} (+{best[t] - mean[t]:.2f})"
+                                             for t in TYPES[:3]))
+
+
+def test_fewsum_style_sample_reports_rouge_averaged_over_references(tmp_path):
+    from flavorfusion.evaluate import run
+
+    sample = tmp_path / "fewsum_sample.tsv"
+    write_fewsum_sample(sample)
+    out = run(compose_evaluate([*FAST_FEWSUM, f"data.path={sample}"], tmp_path / "report"))
+    figures = check_report_against_rouge_score(out, n_references=3)
+    print_figures("synthetic FewSum-style sample", figures)
+    assert any(best["rouge1"] > mean["rouge1"] + 1 for mean, best in figures.values())
+
+
+@pytest.mark.skipif(not (FEWSUM_AMAZON / "test.csv").is_file(),
+                    reason=f"the FewSum Amazon split is not on this machine ({FEWSUM_AMAZON}/test.csv)")
+def test_fewsum_amazon_test_split_reports_rouge_averaged_over_references(tmp_path):
+    from flavorfusion.evaluate import run
+
+    # FewSum's files are tab-separated despite the .csv suffix
+    out = run(compose_evaluate([*FAST_FEWSUM, f"data.path={FEWSUM_AMAZON / 'test.csv'}", "data.format=tsv"],
+                               tmp_path))
+    figures = check_report_against_rouge_score(out, n_references=3)
+    print_figures(f"FewSum Amazon test ({out['results'][0].n_examples} products)", figures)
+    assert all(best["rouge1"] > mean["rouge1"] for mean, best in figures.values())
+
+
+def test_max_aggregation_makes_the_main_columns_the_best_reference(tmp_path):
+    from flavorfusion.evaluate import run
+
+    sample = tmp_path / "fewsum_sample.tsv"
+    write_fewsum_sample(sample, n_groups=4)
+    out = run(compose_evaluate([*FAST_FEWSUM, f"data.path={sample}", "metrics.multi_reference=max",
+                                "baselines.random_review=null", "baselines.centroid_review=null"], tmp_path / "r"))
+    (result,) = out["results"]
+    assert result.multi_reference == "max" and result.rouge1 == result.rouge1_max
+    assert "metrics.multi_reference=max" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_bad_multi_reference_fails_before_loading_anything(tmp_path):
+    from flavorfusion.evaluate import run
+
+    with pytest.raises(ConfigError, match=r"^metrics\.multi_reference=median must be one of mean, max$"):
+        run(compose_evaluate([*FAST_FEWSUM, "data.path=/nonexistent.tsv", "metrics.multi_reference=median"],
+                             tmp_path))
+
+
+def test_write_report_leaves_no_partial_file(tmp_path):
+    from flavorfusion.evaluation import Result, write_report
+
+    results = [Result("lexrank", "baseline", rouge1=10.0, rouge1_max=12.0, n_examples=1, latency_s=0.1)]
+    with pytest.raises(TypeError):  # not JSON: fails while examples.jsonl is being written
+        write_report(results, [{"id": "g1"}, {"id": object()}], str(tmp_path), new_tokens=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["milestones.md", "report.csv", "report.md"]
+    with open(tmp_path / "report.csv") as f:
+        assert next(csv.DictReader(f))["rouge1_max"] == "12.0"
