@@ -15,37 +15,36 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import measures
-from flavorfusion.data.datamodule import expand_examples
-from flavorfusion.data.encoding import DOC_SEP, PrimeraCollator
-from flavorfusion.data.review_groups import in_validation
-from flavorfusion.errors import ConfigError, DataError
-from flavorfusion.metrics import ROUGE_TYPES, rouge_per_example
+from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
+from flavorfusion.data.record import ReviewGroup
+from flavorfusion.data.review_groups import ReviewTable, in_validation
+from flavorfusion.data.selection import ReviewSelection
+from flavorfusion.errors import DataError
+from flavorfusion.io import atomic_output
+from flavorfusion.metrics import SCORE_NAMES, check_multi_reference, rouge_per_example
+from flavorfusion.models.generation import generate_ids
+from flavorfusion.models.loading import attention_window
+from flavorfusion.runs import instantiate_nodes
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("validation", "all")
 
 
-def load_groups(data: DictConfig, split: str) -> list[dict]:
+def load_groups(data: DictConfig, split: str) -> list[ReviewGroup]:
     """Review groups of `split` with the data config's column mapping: `validation` is the held-out
     split of training (same hash of the id, data.seed and data.test_ratio); `all` every group."""
-    if split not in SPLITS:
-        raise ConfigError(f"split={split} must be one of {', '.join(SPLITS)}")
-    datamodule = instantiate(data, _convert_="all", tokenizer=None)
-    rows = datamodule.load_rows()
-    groups = [{"id": r["id"], "reviews": r["reviews"], "references": r["references"]}
-              for r in rows if not r["skip"]]
+    groups, _ = ReviewTable.from_config(data).groups()
     if split == "validation":
-        groups = [g for g in groups if in_validation(g["id"], data.seed, data.test_ratio)]
-    groups = [g for g in groups if g["references"]]
+        groups = [g for g in groups if in_validation(g.id, data.seed, data.test_ratio)]
+    groups = [g for g in groups if g.summary]
     if not groups:
         raise DataError(f"no review group with a reference summary in split={split} of data.path={data.path}")
     return groups
 
 
-def selected_reviews(reviews: list[str], k_top_longest: int | None) -> list[str]:
-    """The reviews a model sees at validation (the k longest): baselines pick from the same ones."""
-    return sorted(reviews, key=len, reverse=True)[:k_top_longest]
+def review_selection(data: DictConfig) -> ReviewSelection:
+    """The reviews a model sees at validation: baselines pick from the same ones."""
+    return ReviewSelection(data.k_top_longest, data.max_docs_per_review, data.seed)
 
 
 def load_export(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
@@ -66,6 +65,11 @@ class Result:
     rouge2: float = 0.0
     rougeL: float = 0.0
     rougeLsum: float = 0.0
+    rouge1_max: float = 0.0  # the best reference of each example (rouge1..rougeLsum: metrics.multi_reference)
+    rouge2_max: float = 0.0
+    rougeL_max: float = 0.0
+    rougeLsum_max: float = 0.0
+    multi_reference: str = "mean"  # how rouge1..rougeLsum combine an example's references: mean | max
     size_mb: float = 0.0
     zipped_mb: float | None = None
     sparsity: float | None = None
@@ -92,33 +96,26 @@ class ModelVariant:
 
     def __init__(self, name: str, model, tokenizer, data: DictConfig, path: str = ""):
         self.name, self.model, self.tokenizer, self.data, self.path = name, model.eval(), tokenizer, data, path
-        window = model.config.attention_window
-        window = max(window) if isinstance(window, list | tuple) else window
+        window = attention_window(model.config)
         self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
                                         pad_to_multiple_of=data.pad_to_multiple_of or window)
 
-    def encode(self, groups: list[dict]) -> list[dict]:
+    def encode(self, groups: list[ReviewGroup]) -> list[dict]:
         d = self.data
-        batch = {key: [g[key] for g in groups] for key in ("id", "reviews", "references")}
-        encoded = expand_examples(batch, tokenizer=self.tokenizer, train=False, seed=d.seed,
-                                  k_top_longest=d.k_top_longest, max_docs_per_review=d.max_docs_per_review,
-                                  max_source_length=d.max_source_length, max_target_length=d.max_target_length,
-                                  train_on_all_references=False)
-        return [{"input_ids": ids} for ids in encoded["input_ids"]]
+        encoder = ExampleEncoder(self.tokenizer, review_selection(d), d.max_source_length, d.max_target_length)
+        return [{"input_ids": encoder.validation_example(g)["input_ids"]} for g in groups]
 
     @torch.no_grad()
     def _generate(self, features: list[dict], **generation) -> list[str]:
-        batch = self.collator(features)
-        ids = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  global_attention_mask=batch["global_attention_mask"], **generation)
+        ids = generate_ids(self.model, self.collator(features), **generation)
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
-    def summarize(self, groups: list[dict], generation: dict, batch_size: int) -> list[str]:
+    def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
         features = self.encode(groups)
         return [text for i in range(0, len(features), batch_size)
                 for text in self._generate(features[i : i + batch_size], **generation)]
 
-    def latency(self, group: dict, new_tokens: int, runs: int) -> float:
+    def latency(self, group: ReviewGroup, new_tokens: int, runs: int) -> float:
         features = self.encode([group])
         fixed = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "num_beams": 1, "do_sample": False}
         return _median_seconds(lambda: self._generate(features, **fixed), runs)
@@ -139,13 +136,13 @@ class BaselineVariant:
     def __init__(self, name: str, baseline, data: DictConfig):
         self.name, self.baseline, self.data, self.path = name, baseline, data, ""
 
-    def summarize(self, groups: list[dict], generation: dict, batch_size: int) -> list[str]:
-        k = self.data.k_top_longest
-        return [self.baseline.summarize(selected_reviews(g["reviews"], k), g["id"]) for g in groups]
+    def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
+        selection = review_selection(self.data)
+        return [self.baseline.summarize(selection.for_validation(g), g.id) for g in groups]
 
-    def latency(self, group: dict, new_tokens: int, runs: int) -> float:
-        reviews = selected_reviews(group["reviews"], self.data.k_top_longest)
-        return _median_seconds(lambda: self.baseline.summarize(reviews, group["id"]), runs)
+    def latency(self, group: ReviewGroup, new_tokens: int, runs: int) -> float:
+        reviews = review_selection(self.data).for_validation(group)
+        return _median_seconds(lambda: self.baseline.summarize(reviews, group.id), runs)
 
     def measure(self, result: Result, suffixes, zip_it: bool) -> None:
         pass  # no weights: size 0
@@ -189,6 +186,7 @@ def _instantiate_baseline(node: DictConfig):
 
 def evaluate(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     """Score every variant; returns the report rows and one record per (variant, example)."""
+    multi_reference = check_multi_reference(OmegaConf.select(cfg, "metrics.multi_reference", default="mean"))
     if cfg.latency.threads:
         torch.set_num_threads(cfg.latency.threads)
     groups = load_groups(cfg.data, cfg.split)
@@ -198,13 +196,15 @@ def evaluate(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     for variant in build_variants(cfg):
         log.info("variant %s", variant.name)
         predictions = variant.summarize(groups, generation, cfg.batch_size)
-        scores = [rouge_per_example(p, g["references"]) for p, g in zip(predictions, groups, strict=True)]
+        scores = [rouge_per_example(p, g.summary, multi_reference, with_max=True)
+                  for p, g in zip(predictions, groups, strict=True)]
         result = Result(variant.name, variant.kind, variant.path, n_examples=len(groups),
-                        **{name: statistics.mean(s[name] for s in scores) for name in ROUGE_TYPES})
-        variant.measure(result, list(cfg.sparsity_suffixes), cfg.zip)
+                        multi_reference=multi_reference,
+                        **{name: statistics.mean(s[name] for s in scores) for name in SCORE_NAMES})
+        variant.measure(result, None if cfg.sparsity_suffixes is None else list(cfg.sparsity_suffixes), cfg.zip)
         result.latency_s = variant.latency(groups[0], cfg.latency.new_tokens, cfg.latency.runs)
         results.append(result)
-        examples += [{"variant": variant.name, "id": g["id"], "prediction": p, "references": g["references"], **s}
+        examples += [{"variant": variant.name, "id": g.id, "prediction": p, "references": g.summary, **s}
                      for p, g, s in zip(predictions, groups, scores, strict=True)]
         del variant  # one model in memory at a time
     parent = next((r for r in results if r.kind == "model"), None)
@@ -216,8 +216,9 @@ def evaluate(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
 
 # ---- outputs ---------------------------------------------------------------------------------------
 
-COLUMNS = ["variant", "kind", "rouge1", "rouge2", "rougeL", "rougeLsum", "d_rouge1", "d_rouge2", "d_rougeL",
-           "size_mb", "zipped_mb", "sparsity", "ffn_neurons", "latency_s", "n_examples", "path"]
+COLUMNS = ["variant", "kind", "rouge1", "rouge2", "rougeL", "rougeLsum", "rouge1_max", "rouge2_max", "rougeL_max",
+           "rougeLsum_max", "d_rouge1", "d_rouge2", "d_rougeL", "size_mb", "zipped_mb", "sparsity", "ffn_neurons",
+           "latency_s", "n_examples", "multi_reference", "path"]
 
 
 def _row(r: Result) -> dict:
@@ -251,11 +252,21 @@ def report_table(results: list[Result]) -> str:
     rows = []
     for r in results:
         d = r.deltas
-        rows.append([r.variant, r.kind, r.rouge1, r.rouge2, r.rougeL, r.rougeLsum,
-                     f"{d['rougeL']:+.2f}" if d else "", r.size_mb if r.kind == "model" else None,
+        rows.append([r.variant, r.kind, r.rouge1, r.rouge2, r.rougeL, r.rougeLsum, r.rouge1_max, r.rouge2_max,
+                     r.rougeL_max, f"{d['rougeL']:+.2f}" if d else "", r.size_mb if r.kind == "model" else None,
                      r.zipped_mb, None if r.sparsity is None else 100 * r.sparsity, r.ffn_neurons, r.latency_s])
-    return markdown_table(["variant", "kind", "R-1", "R-2", "R-L", "R-Lsum", "ΔR-L vs parent", "size (MB)",
-                           "zipped (MB)", "sparsity (%)", "FFN neurons", "latency (s)"], rows)
+    return markdown_table(["variant", "kind", "R-1", "R-2", "R-L", "R-Lsum", "R-1 max", "R-2 max", "R-L max",
+                           "ΔR-L vs parent", "size (MB)", "zipped (MB)", "sparsity (%)", "FFN neurons",
+                           "latency (s)"], rows)
+
+
+def rouge_note(multi_reference: str) -> str:
+    """The report header's sentence on how several references combine."""
+    how = {"mean": "average an example's F-measures over its references", "max": "take an example's best reference"}
+    note = {"mean": ", FewSum's convention", "max": ""}
+    return (f"ROUGE: F-measure x100, mean over review groups; R-1, R-2, R-L, R-Lsum {how[multi_reference]} "
+            f"(metrics.multi_reference={multi_reference}{note[multi_reference]}); the max columns (rouge*_max in "
+            f"report.csv) take the best reference.")
 
 
 def plot(results: list[Result], path: str, new_tokens: int) -> None:
@@ -288,24 +299,28 @@ def plot(results: list[Result], path: str, new_tokens: int) -> None:
 
 
 def write_report(results: list[Result], examples: list[dict], output_dir: str, new_tokens: int) -> dict[str, str]:
+    """Every file is written under a temporary name and renamed once complete: a failure leaves none half-written."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, name) for name in
              ("report.csv", "report.md", "milestones.md", "report.png", "examples.jsonl")}
-    with open(paths["report.csv"], "w", newline="") as f:
+    with atomic_output(paths["report.csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(_row(r) for r in results)
     milestones = milestone_table(results)
-    with open(paths["milestones.md"], "w") as f:
+    with atomic_output(paths["milestones.md"]) as tmp, open(tmp, "w") as f:
         f.write(milestones)
-    with open(paths["report.md"], "w") as f:
-        f.write(f"# Evaluation report\n\n{results[0].n_examples} review groups. ΔR-L is against the first "
+    with atomic_output(paths["report.md"]) as tmp, open(tmp, "w") as f:
+        f.write(f"# Evaluation report\n\n{results[0].n_examples} review groups. "
+                f"{rouge_note(results[0].multi_reference)} ΔR-L is against the first "
                 f"model ({results[0].variant}). Latency: median CPU seconds for {new_tokens} new tokens, "
                 f"batch 1.\n\n{report_table(results)}\n## Milestones\n\n{milestones}")
-    with open(paths["examples.jsonl"], "w") as f:
+    with atomic_output(paths["examples.jsonl"]) as tmp, open(tmp, "w") as f:
         for record in examples:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    plot(results, paths["report.png"], new_tokens)
+    # a file object: the temporary name has no .png suffix for savefig to read the format from (png is its default)
+    with atomic_output(paths["report.png"]) as tmp, open(tmp, "wb") as f:
+        plot(results, f, new_tokens)
     return paths
 
 
@@ -316,3 +331,18 @@ def log_to_loggers(loggers: list, results: list[Result]) -> None:
         if isinstance(logger, WandbLogger):
             rows = [_row(r) for r in results]
             logger.log_table(key="evaluate/report", columns=COLUMNS, data=[[row[c] for c in COLUMNS] for row in rows])
+
+
+def run(cfg: DictConfig) -> dict:
+    """The evaluate stage: check the config, score every variant, write the report, log it."""
+    from flavorfusion.checks import validate_evaluate
+
+    validate_evaluate(cfg)
+    results, examples = evaluate(cfg)
+    paths = write_report(results, examples, cfg.output_dir, cfg.latency.new_tokens)
+    loggers = instantiate_nodes(cfg.logger)
+    log_to_loggers(loggers, results)
+    with open(paths["report.md"]) as f:
+        print(f.read())
+    log.info("report written to %s", cfg.output_dir)
+    return {"results": results, "paths": paths, "loggers": loggers}

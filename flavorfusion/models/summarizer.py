@@ -1,15 +1,15 @@
 """The LightningModule: fine-tunes an LED summarizer and scores its generations with ROUGE."""
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from flavorfusion.metrics import ROUGE_TYPES, rouge
+from flavorfusion.metrics import ROUGE_TYPES, check_multi_reference, rouge
 from flavorfusion.models import loading, tiny
+from flavorfusion.models.generation import generate_ids
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,10 @@ class Summarizer(L.LightningModule):
 
     def __init__(self, model, tokenizer, optimizer: Callable, scheduler: Callable | None = None,
                  generation: dict | None = None, gradient_checkpointing: bool = False,
-                 attention: str = "hf", compile: bool = False, num_logged_samples: int = 4):
+                 attention: str = "hf", compile: bool = False, num_logged_samples: int = 4,
+                 multi_reference: str = "mean"):
         super().__init__()
+        self.multi_reference = check_multi_reference(multi_reference)
         self.save_hyperparameters(ignore=["model", "tokenizer", "optimizer", "scheduler"])
         self.model = model
         self.tokenizer = tokenizer
@@ -61,8 +63,7 @@ class Summarizer(L.LightningModule):
 
     @property
     def attention_window(self) -> int:
-        window = self.model.config.attention_window
-        return max(window) if isinstance(window, list | tuple) else window
+        return loading.attention_window(self.model.config)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(**{k: batch[k] for k in MODEL_INPUTS}, labels=batch["labels"]).loss
@@ -86,21 +87,10 @@ class Summarizer(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss
 
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
-
-    @torch.no_grad()
     def generate_ids(self, batch: dict, **overrides) -> torch.Tensor:
-        """Generated token ids of a collated batch, in eval mode (no dropout); attention and global attention
-        masks always passed."""
-        with self._eval_mode():
-            return self.model.generate(**{k: batch[k] for k in MODEL_INPUTS}, **{**self.generation, **overrides})
+        """Generated token ids of a collated batch through the project's generation path (eval mode, the LED
+        static-cache fix on the GPU; attention and global attention masks always passed)."""
+        return generate_ids(self.model, batch, **{**self.generation, **overrides})
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
@@ -114,10 +104,10 @@ class Summarizer(L.LightningModule):
         ids = self.generate_ids(batch)
         self._gen_lengths += (ids != self.tokenizer.pad_token_id).sum(dim=1).tolist()
         self._predictions += self.decode(ids)
-        self._references += batch["references"]
+        self._references += batch["summary"]
 
     def on_validation_epoch_end(self) -> None:
-        scores = rouge(self._predictions, self._references)
+        scores = rouge(self._predictions, self._references, self.multi_reference)
         scores["gen_len"] = sum(self._gen_lengths) / max(len(self._gen_lengths), 1)
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=True)
         self._log_samples()
