@@ -1,0 +1,26 @@
+"""`python -m flavorfusion.summarize`: a summary for every review group of a table, batched and resumable.
+
+    python -m flavorfusion.summarize model.path=outputs/.../model data.path=groups.parquet output=summaries.parquet
+
+The entry point only composes the config and reports user errors in one line; the stage is
+`flavorfusion.summarization.summarize`.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from flavorfusion.errors import exit_on_user_error
+from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.summarization import summarize
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="summarize")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    report = summarize(cfg)
+    print(f"{report.output}: {report.total} review groups, {report.already_done} already done, "
+          f"{report.generated} generated ({report.rows_per_s:.2f} rows/s), skipped {report.skipped or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
