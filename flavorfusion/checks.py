@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import validate_compression
 from flavorfusion.errors import ConfigError, DataError
+from flavorfusion.io import writable_parent
 
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
@@ -123,10 +124,7 @@ def validate_summarize(cfg: DictConfig) -> None:
     output = str(cfg.output)
     if os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory: give a file path such as summaries.parquet")
-    parent = os.path.dirname(os.path.abspath(output))
     try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"output={output}: cannot create {parent}: {err.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"output={output}: directory {parent} is not writable")
+        writable_parent(output)
+    except DataError as err:
+        raise ConfigError(f"output={output}: {err}") from None

@@ -26,6 +26,18 @@ def expand_paths(paths: str | list[str]) -> list[str]:
     return files
 
 
+def writable_parent(path: str | os.PathLike) -> str:
+    """The directory `path` will be written in, created if needed; DataError if it can't be written."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create output directory {parent}: {err.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"output directory {parent} is not writable")
+    return parent
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -33,13 +45,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[str]:
     Works for local files and directories; a failed or interrupted run leaves nothing under `path`.
     """
     path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot create output directory {parent}: {err.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"output directory {parent} is not writable")
+    parent = writable_parent(path)
     tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
