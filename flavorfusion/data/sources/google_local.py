@@ -20,10 +20,11 @@ import msgspec
 import pyarrow as pa
 from msgspec import UNSET
 
-from flavorfusion.data.grouping import LanguageIdentifier, ReviewColumns
+from flavorfusion.data.grouping import ReviewColumns
 from flavorfusion.data.jsonlines import gc_paused, iter_lines, open_lines
 from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.sources import ReviewGroupSource
+from flavorfusion.data.sources.language_id import LanguageIdentifier
 from flavorfusion.data.writer import ReviewGroupWriter
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
