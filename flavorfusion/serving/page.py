@@ -1,0 +1,183 @@
+"""The restaurant browser: a `summarize` output (one row per restaurant x cultural group) read once at start,
+grouped by restaurant, and the single HTML page (`/app`) that shows it and summarizes pasted reviews."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from flavorfusion.errors import ConfigError
+
+REQUIRED = ("business_id", "group", "summary")
+OPTIONAL = ("name", "n_reviews", "group_confidence")
+
+
+@dataclass
+class Catalog:
+    """Restaurants of a summarize output: business_id -> {name, groups: [row...]}."""
+
+    restaurants: dict[str, dict]
+    min_group_reviews: int
+
+    @classmethod
+    def empty(cls, min_group_reviews: int = 0) -> Catalog:
+        return cls({}, min_group_reviews)
+
+    @classmethod
+    def from_parquet(cls, path: str, min_group_reviews: int) -> Catalog:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not os.path.isfile(path):
+            raise ConfigError(f"serve.summaries={path} is not a file (give a `python -m flavorfusion.summarize` output)")
+        try:
+            names = pq.read_schema(path).names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ConfigError(f"serve.summaries={path} is not a Parquet file ({err})") from None
+        missing = [c for c in REQUIRED if c not in names]
+        if missing:
+            raise ConfigError(f"serve.summaries={path} lacks column(s) {', '.join(missing)}: not a summarize output")
+        rows = pq.read_table(path, columns=[c for c in (*REQUIRED, *OPTIONAL) if c in names]).to_pylist()
+        restaurants: dict[str, dict] = {}
+        for row in rows:
+            if row["business_id"] is None:
+                continue
+            entry = restaurants.setdefault(str(row["business_id"]), {"name": None, "groups": {}})
+            entry["name"] = entry["name"] or row.get("name")
+            group = row["group"] if row["group"] is not None else "all"
+            entry["groups"].setdefault(group, row)  # the first row of a (restaurant, group) wins
+        return cls(restaurants, min_group_reviews)
+
+    def search(self, query: str = "", limit: int = 50) -> list[dict]:
+        query = query.strip().lower()
+        found = [{"business_id": bid, "name": r["name"] or bid, "n_groups": len(r["groups"])}
+                 for bid, r in self.restaurants.items()
+                 if not query or query in (r["name"] or "").lower() or query in bid.lower()]
+        return sorted(found, key=lambda r: (r["name"].lower(), r["business_id"]))[:limit]
+
+    def restaurant(self, business_id: str) -> dict | None:
+        entry = self.restaurants.get(business_id)
+        if entry is None:
+            return None
+        groups = []
+        for name, row in sorted(entry["groups"].items(), key=lambda kv: (-(kv[1].get("n_reviews") or 0), kv[0])):
+            n_reviews = row.get("n_reviews")
+            confidence = row.get("group_confidence")
+            if isinstance(confidence, float) and math.isnan(confidence):
+                confidence = None
+            summary = (row.get("summary") or "").strip() or None
+            too_few = n_reviews is not None and n_reviews < self.min_group_reviews
+            groups.append({"group": name, "n_reviews": n_reviews, "group_confidence": confidence,
+                           "summary": None if too_few else summary, "enough_reviews": bool(summary) and not too_few})
+        return {"business_id": business_id, "name": entry["name"] or business_id, "groups": groups}
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>FlavorFusion</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #faf8f5; }
+  header { background: #7a2e12; color: #fff; padding: 14px 24px; }
+  header h1 { margin: 0; font-size: 22px; }
+  header p { margin: 4px 0 0; opacity: .85; font-size: 14px; }
+  main { display: grid; grid-template-columns: 300px 1fr; gap: 24px; padding: 20px 24px; align-items: start; }
+  main > section:first-child { position: sticky; top: 12px; }
+  input, textarea, select, button { font: inherit; }
+  #search { width: 100%; box-sizing: border-box; padding: 8px; border: 1px solid #bbb; border-radius: 6px; }
+  #restaurants { list-style: none; padding: 0; margin: 10px 0; max-height: 70vh; overflow: auto; }
+  #restaurants li button { width: 100%; text-align: left; padding: 8px 10px; border: 0; border-radius: 6px;
+    background: none; cursor: pointer; }
+  #restaurants li button:hover, #restaurants li button.selected { background: #f0e2d8; }
+  .muted { color: #777; font-size: 13px; }
+  .card { background: #fff; border: 1px solid #e3ddd6; border-radius: 10px; padding: 14px 16px; margin: 0 0 12px; }
+  .card h3 { margin: 0 0 6px; font-size: 16px; }
+  .card .meta { color: #666; font-size: 13px; margin-bottom: 8px; }
+  .card.too-few { opacity: .75; font-style: italic; }
+  textarea { width: 100%; box-sizing: border-box; min-height: 110px; padding: 8px; border: 1px solid #bbb;
+    border-radius: 6px; }
+  button.primary { background: #7a2e12; color: #fff; border: 0; border-radius: 6px; padding: 8px 16px;
+    cursor: pointer; margin-top: 8px; }
+  #own-result { white-space: pre-wrap; }
+  .error { color: #b00020; }
+</style>
+</head>
+<body>
+<header><h1>FlavorFusion</h1><p>What do people of each culture think of this restaurant?</p></header>
+<main>
+  <section>
+    <input id="search" type="search" placeholder="Search a restaurant" aria-label="Search a restaurant">
+    <ul id="restaurants"></ul>
+    <p id="count" class="muted"></p>
+  </section>
+  <section>
+    <h2 id="restaurant-name">Pick a restaurant</h2>
+    <div id="groups"></div>
+    <div class="card">
+      <h3>Summarize your own reviews</h3>
+      <p class="muted">One review per paragraph (separate them with an empty line).</p>
+      <textarea id="own-reviews" aria-label="Reviews"></textarea>
+      <button id="own-submit" class="primary">Summarize</button>
+      <p id="own-result"></p>
+    </div>
+  </section>
+</main>
+<script>
+const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text; return e; };
+
+async function search(query) {
+  const r = await fetch('/api/restaurants?q=' + encodeURIComponent(query));
+  const data = await r.json();
+  const list = document.getElementById('restaurants');
+  list.replaceChildren();
+  for (const item of data.restaurants) {
+    const li = el('li'); const b = el('button', '', item.name);
+    b.dataset.id = item.business_id;
+    b.append(el('div', 'muted', item.n_groups + (item.n_groups === 1 ? ' group' : ' groups')));
+    b.onclick = () => show(item.business_id, b);
+    li.append(b); list.append(li);
+  }
+  document.getElementById('count').textContent = data.restaurants.length + ' of ' + data.total + ' restaurants';
+}
+
+async function show(id, button) {
+  document.querySelectorAll('#restaurants button').forEach(b => b.classList.remove('selected'));
+  if (button) button.classList.add('selected');
+  const r = await fetch('/api/restaurants/' + encodeURIComponent(id));
+  const data = await r.json();
+  document.getElementById('restaurant-name').textContent = data.name || data.error;
+  const groups = document.getElementById('groups');
+  groups.replaceChildren();
+  for (const g of data.groups || []) {
+    const card = el('div', 'card group' + (g.enough_reviews ? '' : ' too-few'));
+    card.dataset.group = g.group;
+    card.append(el('h3', '', g.group));
+    const meta = [];
+    meta.push(g.n_reviews === null ? 'reviews: unknown' : g.n_reviews + (g.n_reviews === 1 ? ' review' : ' reviews'));
+    if (g.group_confidence !== null) meta.push('confidence ' + Math.round(g.group_confidence * 100) + '%');
+    card.append(el('div', 'meta', meta.join(' · ')));
+    card.append(el('p', 'summary', g.enough_reviews ? g.summary : 'Not enough reviews for a summary.'));
+    groups.append(card);
+  }
+}
+
+document.getElementById('search').addEventListener('input', e => search(e.target.value));
+document.getElementById('own-submit').onclick = async () => {
+  const out = document.getElementById('own-result');
+  const reviews = document.getElementById('own-reviews').value.split(/\\n\\s*\\n/).map(s => s.trim()).filter(Boolean);
+  out.className = ''; out.textContent = 'Summarizing...';
+  const r = await fetch('/summarize', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                       body: JSON.stringify({reviews})});
+  const data = await r.json();
+  if (r.ok) { out.textContent = data.summary; }
+  else { out.className = 'error'; out.textContent = data.error; }
+};
+search('');
+</script>
+</body>
+</html>
+"""
