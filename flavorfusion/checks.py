@@ -58,11 +58,15 @@ def _check_trainable_export(model: DictConfig) -> None:
 def check_data_files(data: DictConfig) -> list[str]:
     """The files `data.path` matches (local or gs://); none is an error naming the key and pattern."""
     from flavorfusion.io import expand_paths
+    from flavorfusion.provenance import missing_input_hint
 
+    paths = OmegaConf.to_container(data.path) if OmegaConf.is_config(data.path) else data.path
     try:
-        return expand_paths(OmegaConf.to_container(data.path) if OmegaConf.is_config(data.path) else data.path)
+        return expand_paths(paths)
     except DataError as err:
-        raise DataError(f"data.path: {err}") from None
+        # inside a DVC pipeline, say which `dvc pull` or stage makes the missing input
+        hints = [h for h in map(missing_input_hint, [paths] if isinstance(paths, str) else map(str, paths)) if h]
+        raise DataError(f"data.path: {err}" + (f"; {hints[0]}" if hints else "")) from None
 
 
 def validate_train(cfg: DictConfig, check_files: bool = True) -> None:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from flavorfusion import tracking
+from flavorfusion import provenance, tracking
 from flavorfusion.checks import validate_train
 from flavorfusion.compression import export_quantized_model, finalize_pruning, model_artifact_type
 from flavorfusion.models.loading import save_pretrained
@@ -168,6 +168,8 @@ def export(cfg: DictConfig, built: Built, metrics: dict, config_yaml: str) -> tu
         return None, None
     export_dir = save_pretrained(summarizer.model, summarizer.tokenizer, cfg.paths.export_dir, config_yaml)
     log.info("exported model to %s", export_dir)
+    # the DVC data version of data.path (dvc.lock / .dvc files): model/data_version.json + every logger's config
+    provenance.record(cfg.data.get("path"), export_dir, built.loggers)
     upload_export(cfg, built.loggers, export_dir, metrics)
     quantized_dir = export_quantized_model(cfg.quantize, export_dir, built.loggers, metrics, config_yaml)
     return export_dir, quantized_dir
