@@ -184,7 +184,7 @@ def _instantiate_baseline(node: DictConfig):
     return instantiate(node)
 
 
-def evaluate(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
+def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     """Score every variant; returns the report rows and one record per (variant, example)."""
     multi_reference = check_multi_reference(OmegaConf.select(cfg, "metrics.multi_reference", default="mean"))
     if cfg.latency.threads:
@@ -338,7 +338,7 @@ def run(cfg: DictConfig) -> dict:
     from flavorfusion.checks import validate_evaluate
 
     validate_evaluate(cfg)
-    results, examples = evaluate(cfg)
+    results, examples = score_variants(cfg)
     paths = write_report(results, examples, cfg.output_dir, cfg.latency.new_tokens)
     loggers = instantiate_nodes(cfg.logger)
     log_to_loggers(loggers, results)
