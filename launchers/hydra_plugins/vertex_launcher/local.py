@@ -5,10 +5,10 @@ launchers do, so Hydra's launcher test suites apply. At most `max_parallel` jobs
 wait in a queue, as jobs wait for capacity on Vertex.
 """
 
+import json
 import logging
 import multiprocessing
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -115,10 +115,11 @@ def _run_in_child(hydra_context: HydraContext, task_function: TaskFunction, swee
         traceback.print_exc()
         outcome = {"ok": False, "message": _describe(err)}
     try:
-        payload = pickle.dumps(outcome)
-    except Exception as err:  # an unpicklable return value: the job succeeded, its value stays here
+        # JSON, not pickle: the parent must never unpickle a file it finds on disk
+        payload = json.dumps(outcome, default=_plain).encode()
+    except (TypeError, ValueError) as err:  # a value JSON can't hold: the job succeeded, its value stays here
         print(f"vertex_local: the job's return value cannot be sent back ({err}); returning None", file=sys.stderr)
-        payload = pickle.dumps({"ok": True, "value": None})
+        payload = json.dumps({"ok": True, "value": None}).encode()
     from flavorfusion.io import atomic_output  # here, not at the top: Hydra imports this module in every app
 
     with atomic_output(result_path) as tmp, open(tmp, "wb") as f:  # the parent reads a whole result or none
@@ -132,9 +133,18 @@ def _run_in_child(hydra_context: HydraContext, task_function: TaskFunction, swee
 def _read_outcome(result_path: str, exitcode: int | None) -> dict:
     try:
         with open(result_path, "rb") as f:
-            return pickle.load(f)
+            return json.load(f)
     except FileNotFoundError:
         return {"ok": False, "message": f"the job process ended with exit code {exitcode} and no result"}
+
+
+def _plain(value):
+    """Return values JSON can't hold as they are: configs become plain containers."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _describe(err: BaseException) -> str:
