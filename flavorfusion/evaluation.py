@@ -15,15 +15,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import measures
-from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.review_groups import ReviewTable, in_validation
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import DataError
 from flavorfusion.io import atomic_output
 from flavorfusion.metrics import SCORE_NAMES, check_multi_reference, rouge_per_example
-from flavorfusion.models.generation import generate_ids
-from flavorfusion.models.loading import attention_window
+from flavorfusion.models.inference import GroupSummarizer
 from flavorfusion.runs import instantiate_nodes
 
 log = logging.getLogger(__name__)
@@ -40,11 +38,6 @@ def load_groups(data: DictConfig, split: str) -> list[ReviewGroup]:
     if not groups:
         raise DataError(f"no review group with a reference summary in split={split} of data.path={data.path}")
     return groups
-
-
-def review_selection(data: DictConfig) -> ReviewSelection:
-    """The reviews a model sees at validation: baselines pick from the same ones."""
-    return ReviewSelection(data.k_top_longest, data.max_docs_per_review, data.seed)
 
 
 def load_export(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
@@ -95,20 +88,10 @@ class ModelVariant:
     kind = "model"
 
     def __init__(self, name: str, model, tokenizer, data: DictConfig, path: str = ""):
-        self.name, self.model, self.tokenizer, self.data, self.path = name, model.eval(), tokenizer, data, path
-        window = attention_window(model.config)
-        self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
-                                        pad_to_multiple_of=data.pad_to_multiple_of or window)
-
-    def encode(self, groups: list[ReviewGroup]) -> list[dict]:
-        d = self.data
-        encoder = ExampleEncoder(self.tokenizer, review_selection(d), d.max_source_length, d.max_target_length)
-        return [{"input_ids": encoder.validation_example(g)["input_ids"]} for g in groups]
-
-    @torch.no_grad()
-    def _generate(self, features: list[dict], **generation) -> list[str]:
-        ids = generate_ids(self.model, self.collator(features), **generation)
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        self.name, self.model, self.data, self.path = name, model.eval(), data, path
+        self.summarizer = GroupSummarizer(self.model, tokenizer, data)
+        self.encode = self.summarizer.encode
+        self._generate = self.summarizer.generate
 
     def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
         features = self.encode(groups)
@@ -137,11 +120,11 @@ class BaselineVariant:
         self.name, self.baseline, self.data, self.path = name, baseline, data, ""
 
     def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
-        selection = review_selection(self.data)
+        selection = ReviewSelection.from_config(self.data)
         return [self.baseline.summarize(selection.for_validation(g), g.id) for g in groups]
 
     def latency(self, group: ReviewGroup, new_tokens: int, runs: int) -> float:
-        reviews = review_selection(self.data).for_validation(group)
+        reviews = ReviewSelection.from_config(self.data).for_validation(group)
         return _median_seconds(lambda: self.baseline.summarize(reviews, group.id), runs)
 
     def measure(self, result: Result, suffixes, zip_it: bool) -> None:

@@ -25,13 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from flavorfusion.checks import validate_summarize
-from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.review_groups import ReviewTable
-from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
-from flavorfusion.models.loading import attention_window
+from flavorfusion.models.inference import GroupSummarizer, place_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +71,11 @@ def parts_dir(output: str) -> str:
     return f"{output}.parts"
 
 
+def written_files(output: str) -> list[str]:
+    """The output (if any) and every complete part, oldest first."""
+    return ([output] if os.path.isfile(output) else []) + sorted(glob.glob(os.path.join(parts_dir(output), "*.parquet")))
+
+
 def weights_sha256(model: torch.nn.Module) -> str:
     """A content hash of the weights (names, dtypes, shapes and bytes), whatever the model was loaded from."""
     digest = hashlib.sha256()
@@ -85,7 +88,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
 def done_ids(output: str) -> tuple[set[str], list[dict]]:
     """Ids already summarized (the output and every complete part) and the provenance they were written with."""
-    files = ([output] if os.path.isfile(output) else []) + sorted(glob.glob(os.path.join(parts_dir(output), "*.parquet")))
+    files = written_files(output)
     ids: set[str] = set()
     provenance = []
     for path in files:
@@ -107,42 +110,6 @@ def check_same_provenance(provenance: list[dict], model_sha256: str, generation:
                               "settings; give a new output or remove the old one")
 
 
-class GroupSummarizer:
-    """A loaded export generating summaries for review groups, in PRIMERA's input layout."""
-
-    def __init__(self, model, tokenizer, data: DictConfig, generation: dict, device: torch.device):
-        self.model, self.tokenizer, self.generation, self.device = model, tokenizer, generation, device
-        self.encoder = ExampleEncoder(tokenizer, ReviewSelection(data.k_top_longest, data.max_docs_per_review, data.seed),
-                                      data.max_source_length, data.max_target_length)
-        self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
-                                        pad_to_multiple_of=data.pad_to_multiple_of or attention_window(model.config))
-
-    def encode(self, groups: list[ReviewGroup]) -> list[dict]:
-        return [{"input_ids": self.encoder.validation_example(g)["input_ids"]} for g in groups]
-
-    @torch.inference_mode()
-    def summarize(self, features: list[dict]) -> list[str]:
-        from flavorfusion.models.generation import generate_ids
-
-        batch = {k: v.to(self.device) for k, v in self.collator(features).items() if torch.is_tensor(v)}
-        ids = generate_ids(self.model, batch, **self.generation)
-        return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
-
-def pick_device(device: str, dtype: str, quantized: bool) -> tuple[torch.device, torch.dtype]:
-    """`auto`: the GPU in bf16 when there is one, else the CPU in fp32 (quantized exports run on the CPU)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() and not quantized else "cpu"
-    if quantized and device != "cpu":
-        raise ConfigError(f"device={device}: quantized exports run on the CPU; set device=cpu or use the fp export")
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    try:
-        return torch.device(device), getattr(torch, dtype)
-    except (RuntimeError, AttributeError):
-        raise ConfigError(f"device={device} dtype={dtype}: not a torch device and dtype") from None
-
-
 def _output_rows(groups: list[ReviewGroup], summaries: list[str], provenance: dict) -> pa.Table:
     rows = [{"id": g.id, **{k: getattr(g, k) for k in CARRIED}, "summary": s, **provenance}
             for g, s in zip(groups, summaries, strict=True)]
@@ -158,7 +125,7 @@ def write_part(table: pa.Table, directory: str, index: int) -> str:
 
 def merge(output: str) -> int:
     """The output and every part as one Parquet file (first row of each id kept), written atomically."""
-    files = ([output] if os.path.isfile(output) else []) + sorted(glob.glob(os.path.join(parts_dir(output), "*.parquet")))
+    files = written_files(output)
     table = pa.concat_tables([pq.read_table(f).cast(OUTPUT_SCHEMA) for f in files]) if files else OUTPUT_SCHEMA.empty_table()
     seen: set[str] = set()
     keep = [i for i, gid in enumerate(table.column("id").to_pylist()) if not (gid in seen or seen.add(gid))]
@@ -178,9 +145,6 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
     groups, skipped = table.groups()  # unknown columns fail here, naming the column and the file
     start = time.perf_counter()
     model, tokenizer = load_pretrained(cfg.model.path, cfg.model.get("wandb_artifact"), key="model.path")
-    # a quantized export holds integer weights (int8, packed int4): it runs as loaded, on the CPU
-    quantized = any(not t.is_floating_point() for t in model.state_dict().values())
-    device, dtype = pick_device(cfg.device, cfg.dtype, quantized)
     generation = OmegaConf.to_container(cfg.generation, resolve=True)
     provenance = {"model": str(cfg.model.get("wandb_artifact") or cfg.model.path), "model_sha256": weights_sha256(model),
                   "generation": json.dumps(generation, sort_keys=True)}
@@ -194,14 +158,12 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
         log.info("nothing to do: all %d review groups of data.path are in %s", len(groups), output)
         return SummarizeReport(output, len(groups), already, 0, dict(skipped), time.perf_counter() - start)
 
-    if not quantized:
-        model = model.to(device=device, dtype=dtype)
-    model.eval()
+    model, device, dtype, _ = place_for_inference(model, cfg.device, cfg.dtype)
     if cfg.model.get("attention", "hf") != "hf":
         from flavorfusion.models.attention import set_encoder_attention
 
         set_encoder_attention(model, cfg.model.attention)
-    summarizer = GroupSummarizer(model, tokenizer, cfg.data, generation, device)
+    summarizer = GroupSummarizer(model, tokenizer, cfg.data)
     features = summarizer.encode(todo)
     # longest first: similar lengths share a batch (little padding), and memory peaks in the first batch
     order = sorted(range(len(todo)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
@@ -216,7 +178,7 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
             summaries: list[str] = []
             for b in range(0, len(part), cfg.batch_size):
                 batch = part[b:b + cfg.batch_size]
-                summaries += summarizer.summarize([features[i] for i in batch])
+                summaries += summarizer.generate([features[i] for i in batch], **generation)
                 bar.update(len(batch))
             write_part(_output_rows([todo[i] for i in part], summaries, provenance), parts_dir(output), part_index)
             generated += len(part)

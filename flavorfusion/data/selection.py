@@ -23,6 +23,11 @@ class ReviewSelection:
     max_docs_per_review: int = 5
     seed: int = 42
 
+    @classmethod
+    def from_config(cls, data) -> "ReviewSelection":
+        """From a data config: `data.k_top_longest`, `data.max_docs_per_review`, `data.seed`."""
+        return cls(data.k_top_longest, data.max_docs_per_review, data.seed)
+
     def for_validation(self, group: ReviewGroup) -> list[str]:
         return longest_reviews(group.reviews, self.k_top_longest)
 

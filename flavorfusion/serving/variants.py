@@ -4,7 +4,6 @@ through the project's one generation path (`GroupSummarizer`: PRIMERA's input la
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,28 +63,20 @@ def variant_sources(cfg: DictConfig) -> list[VariantSource]:
     return sources
 
 
-_load_lock = threading.Lock()
-
-
 def load_variant(source: VariantSource, cfg: DictConfig) -> LoadedModel:
     """Load one export as `summarize` does (quantized exports on the CPU, else `device`/`dtype`)."""
+    from flavorfusion.models.inference import GroupSummarizer, place_for_inference
     from flavorfusion.models.loading import load_pretrained
-    from flavorfusion.summarization import GroupSummarizer, pick_device
 
     start = time.perf_counter()
-    with _load_lock:  # one load at a time: peak memory is one model's
-        model, tokenizer = load_pretrained(source.path, source.wandb_artifact, key=f"variant {source.name}")
-    quantized = any(not t.is_floating_point() for t in model.state_dict().values())
-    device, dtype = pick_device(cfg.device, cfg.dtype, quantized)
-    if not quantized:
-        model = model.to(device=device, dtype=dtype)
-    model.eval()
+    model, tokenizer = load_pretrained(source.path, source.wandb_artifact, key=f"variant {source.name}")
+    model, device, dtype, quantized = place_for_inference(model, cfg.device, cfg.dtype)
     generation = OmegaConf.to_container(cfg.generation, resolve=True)
-    summarizer = GroupSummarizer(model, tokenizer, cfg.data, generation, device)
+    summarizer = GroupSummarizer(model, tokenizer, cfg.data)
 
     def summarize(review_lists: list[list[str]]) -> list[str]:
         groups = [ReviewGroup(f"request-{i}", list(reviews)) for i, reviews in enumerate(review_lists)]
-        return summarizer.summarize(summarizer.encode(groups))
+        return summarizer.generate(summarizer.encode(groups), **generation)
 
     seconds = time.perf_counter() - start
     log.info("variant %s: loaded %s on %s/%s in %.1f s", source.name, source.label, device.type,
