@@ -76,9 +76,6 @@ class ReviewGroupDataModule(L.LightningDataModule):
         self.skipped: Counter = Counter()
         self.train_set = self.val_set = None
 
-    def _expand(self, train: bool):
-        return self.encoder.batched(train)
-
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -88,8 +85,8 @@ class ReviewGroupDataModule(L.LightningDataModule):
         if hp.streaming:
             rows = self._for_this_process(rows)
             self.train_set = StreamingExamples(rows.shuffle(seed=hp.seed, buffer_size=hp.shuffle_buffer),
-                                               "train", lambda i: not is_val(i), self._expand(train=True))
-            self.val_set = StreamingExamples(rows, "validation", is_val, self._expand(train=False))
+                                               "train", lambda i: not is_val(i), self.encoder.batched(train=True))
+            self.val_set = StreamingExamples(rows, "validation", is_val, self.encoder.batched(train=False))
             return
         self.skipped = Counter(s for s in rows["skip"] if s)
         if self.skipped:
@@ -104,8 +101,8 @@ class ReviewGroupDataModule(L.LightningDataModule):
                 f"data.test_ratio={hp.test_ratio} leaves {len(train_rows)} training and {len(val_rows)} "
                 f"validation groups out of {len(rows)}: both must be non-empty"
             )
-        self.train_set = train_rows.map(self._expand(train=True), desc="encode train", **map_kwargs)
-        self.val_set = val_rows.map(self._expand(train=False), desc="encode validation", **map_kwargs)
+        self.train_set = train_rows.map(self.encoder.batched(train=True), desc="encode train", **map_kwargs)
+        self.val_set = val_rows.map(self.encoder.batched(train=False), desc="encode validation", **map_kwargs)
         log.info("review groups: %d train -> %d examples, %d validation", len(train_rows),
                  len(self.train_set), len(val_rows))
 
@@ -121,10 +118,12 @@ class ReviewGroupDataModule(L.LightningDataModule):
         kwargs = {"batch_size": hp.batch_size, "collate_fn": self.collator, "num_workers": hp.num_workers}
         if hp.streaming:
             return DataLoader(self.train_set, **kwargs)
+        # source lengths, read only for the length-aware samplers
+        lengths = [len(ids) for ids in self.train_set["input_ids"]] if hp.batch_tokens or hp.group_by_length else []
         if hp.batch_tokens:
             world = self.trainer.world_size if self.trainer is not None else 1
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            sampler = TokenBudgetBatchSampler([len(ids) for ids in self.train_set["input_ids"]], hp.batch_tokens,
+            sampler = TokenBudgetBatchSampler(lengths, hp.batch_tokens,
                                               pad_to_multiple_of=self.collator.pad_to_multiple_of, seed=hp.seed,
                                               num_replicas=world, rank=rank)
             # the sampler splits batches across processes itself: Lightning must not wrap it again
@@ -133,7 +132,6 @@ class ReviewGroupDataModule(L.LightningDataModule):
         if hp.group_by_length:
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
-            lengths = [len(ids) for ids in self.train_set["input_ids"]]
             generator = torch.Generator().manual_seed(hp.seed)
             sampler = LengthGroupedSampler(hp.batch_size, lengths=lengths, generator=generator)
             return DataLoader(self.train_set, sampler=sampler, **kwargs)

@@ -107,18 +107,19 @@ class ExampleEncoder:
     max_target_length: int
     train_on_all_references: bool = True
 
-    def _example(self, group: ReviewGroup, docs: list[str], target: str | None) -> dict:
-        return {"id": group.id, "input_ids": encode_documents(self.tokenizer, docs, self.max_source_length),
-                "labels": encode_target(self.tokenizer, target, self.max_target_length) if target else [],
-                "summary": group.summary}
+    def _examples(self, group: ReviewGroup, docs: list[str], targets: list[str]) -> list[dict]:
+        input_ids = encode_documents(self.tokenizer, docs, self.max_source_length)  # once, shared by every target
+        return [{"id": group.id, "input_ids": input_ids,
+                 "labels": encode_target(self.tokenizer, target, self.max_target_length) if target else [],
+                 "summary": group.summary} for target in targets or [None]]
 
     def training_examples(self, group: ReviewGroup) -> list[dict]:
         targets = group.summary if self.train_on_all_references else group.summary[:1]
-        return [self._example(group, docs, target) for docs in self.selection.for_training(group)
-                for target in targets or [None]]
+        return [example for docs in self.selection.for_training(group)
+                for example in self._examples(group, docs, targets)]
 
     def validation_example(self, group: ReviewGroup) -> dict:
-        return self._example(group, self.selection.for_validation(group), group.summary[0] if group.summary else None)
+        return self._examples(group, self.selection.for_validation(group), group.summary[:1])[0]
 
     def batched(self, train: bool):
         """A batched `datasets.map` function over normalized rows."""

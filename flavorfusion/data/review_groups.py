@@ -153,13 +153,14 @@ class ReviewTable:
 
         files = expand_paths(self.path)
         fmt = self.format or infer_format(files[0])
-        normalizer = self.normalizer(read_columns(files[0], fmt))
+        present = read_columns(files[0], fmt)
+        normalizer = self.normalizer(present)
         check_columns(files, fmt, normalizer.required_columns)
         builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
         if builder == "csv":
             # every column a string: an empty summary is "", not NaN, and ids keep leading zeros
             kwargs["keep_default_na"] = False
-            kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in read_columns(files[0], fmt)})
+            kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in present})
         raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=self.streaming,
                                     storage_options=self.storage_options, **kwargs)
         if self.subset:
