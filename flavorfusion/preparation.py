@@ -41,7 +41,7 @@ def _run(cfg: DictConfig, source, grouping, translator) -> dict[str, Any]:
     report.output, report.format = output, output_format(output, str(cfg.format))
     # the writer opens first: an unwritable output fails before the (long) read, and nothing is
     # renamed into place unless the data and the report are both complete
-    with open_writer(output, report.format, source.schema) as writer:
+    with open_writer(output, report.format) as writer:
         source.write_groups(
             writer, grouping=grouping, translator=translator, report=report, progress=progress
         )
@@ -57,7 +57,7 @@ def _run(cfg: DictConfig, source, grouping, translator) -> dict[str, Any]:
 def _dry_run(source, grouping, translator, report: PrepareReport, progress: bool, started: float) -> dict[str, Any]:
     """Read everything and count what translation would cost; nothing is translated or written."""
     source.write_groups(
-        DiscardWriter(source.schema),
+        DiscardWriter(),
         grouping=grouping,
         translator=translator,
         report=report,

@@ -59,12 +59,12 @@ class ReviewGroupWriter:
     the reviews joined by `|||||`.
     """
 
-    def __init__(self, path: str, fmt: str, schema: pa.Schema = SCHEMA):
-        self.path, self.format, self.schema = path, fmt, schema
+    def __init__(self, path: str, fmt: str):
+        self.path, self.format = path, fmt
         self.rows = 0
         self.reviews = 0
         if fmt == "parquet":
-            self._parquet = pq.ParquetWriter(path, schema, compression="zstd")
+            self._parquet = pq.ParquetWriter(path, SCHEMA, compression="zstd")
         else:
             self._file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed by close())
             self._csv = csv.writer(self._file)
@@ -95,8 +95,8 @@ class ReviewGroupWriter:
 class DiscardWriter(ReviewGroupWriter):
     """Counts what would be written (translate.dry_run) and writes nothing."""
 
-    def __init__(self, schema: pa.Schema = SCHEMA):
-        self.path, self.format, self.schema = None, None, schema
+    def __init__(self):
+        self.path, self.format = None, None
         self.rows = 0
         self.reviews = 0
 
@@ -109,10 +109,10 @@ class DiscardWriter(ReviewGroupWriter):
 
 
 @contextlib.contextmanager
-def open_writer(path: str, fmt: str, schema: pa.Schema = SCHEMA) -> Iterator[ReviewGroupWriter]:
+def open_writer(path: str, fmt: str) -> Iterator[ReviewGroupWriter]:
     """A ReviewGroupWriter on a temporary file that replaces `path` only if the whole block succeeds."""
     with output_file(path) as tmp:
-        writer = ReviewGroupWriter(tmp, fmt, schema)
+        writer = ReviewGroupWriter(tmp, fmt)
         try:
             yield writer
         finally:

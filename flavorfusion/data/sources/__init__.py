@@ -9,8 +9,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from flavorfusion.data import record
-
 if TYPE_CHECKING:
     from flavorfusion.data.grouping import Grouping
     from flavorfusion.data.report import PrepareReport
@@ -23,8 +21,6 @@ class ReviewGroupSource(ABC):
 
     #: the name used in the report and in `conf/source/<name>.yaml`
     name: str
-    #: every source writes the one review-group schema
-    schema = record.SCHEMA
 
     @abstractmethod
     def input_files(self) -> dict[str, list[str]]:

@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from flavorfusion.data.grouping import NoGrouping
 from flavorfusion.data.jsonlines import iter_lines
-from flavorfusion.data.record import conform
 from flavorfusion.data.sources import ReviewGroupSource
 from flavorfusion.data.writer import ReviewGroupWriter
 from flavorfusion.errors import ConfigError
@@ -143,8 +142,9 @@ class LsarsSource(ReviewGroupSource):
             originals, summary_originals = reviews, summaries
             reviews = [[english[t] for t in r] for r in reviews]
             summaries = [english[s] if s else s for s in summaries]
-        # `originals`: the untranslated texts when translate= is not none (else null: `reviews` are the originals)
-        return conform(pa.table(
+        # `originals`: the untranslated texts when translate= is not none (else null: `reviews` are the originals);
+        # the writer adds the record's other columns
+        return pa.table(
             {
                 "id": pa.array(ids, pa.string()),
                 "reviews": pa.array(reviews, pa.list_(pa.string())),
@@ -153,4 +153,4 @@ class LsarsSource(ReviewGroupSource):
                 "originals": pa.array(originals, pa.list_(pa.string())),
                 "summary_original": pa.array(summary_originals, pa.string()),
             }
-        ))
+        )
