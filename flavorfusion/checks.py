@@ -47,12 +47,11 @@ def validate_data(data: DictConfig) -> None:
 
 def _check_trainable_export(model: DictConfig) -> None:
     """A quantized export can be evaluated or served, not trained (W&B artifacts are checked once downloaded)."""
-    from flavorfusion.models.quantized import is_quantized_export  # torch: imported only when a train runs
+    from flavorfusion.models.quantized import refuse_for_training  # torch: imported only when a train runs
 
     path = model.get("name_or_path")
-    if path and not model.get("wandb_artifact") and os.path.isdir(path) and is_quantized_export(path):
-        raise ConfigError(f"model.name_or_path={path} is a quantized export: evaluate or serve it; "
-                          "train from the fp export it was made from")
+    if path and not model.get("wandb_artifact") and os.path.isdir(path):
+        refuse_for_training(path, "model.name_or_path")
 
 
 def check_data_files(data: DictConfig) -> list[str]:

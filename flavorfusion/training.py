@@ -190,7 +190,7 @@ def print_sample(summarizer, datamodule) -> None:
     """The original --inference: one generated summary beside its reference."""
     batch = datamodule.collator([datamodule.val_set[0]] if not datamodule.hparams.streaming
                                 else [next(iter(datamodule.val_set))])
-    generated = summarizer.generate({k: v.to(summarizer.device) for k, v in batch.items() if torch.is_tensor(v)})
+    generated = summarizer.generate(batch)  # generate_ids moves the inputs to the model's device
     print(f"\n[{batch['id'][0]}]\ngenerated: {generated[0]}\nreference: {batch['summary'][0][0]}\n")
 
 

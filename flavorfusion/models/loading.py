@@ -10,7 +10,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 from flavorfusion.data.encoding import DOC_SEP
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import atomic_output
-from flavorfusion.models.quantized import is_quantized_export, load_quantized
+from flavorfusion.models.quantized import is_quantized_export, load_quantized, refuse_for_training
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,9 @@ def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None,
         if not any(f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json"
                    for f in os.listdir(name_or_path)):
             raise ConfigError(f"{key}={name_or_path} holds no model weights")
-        if is_quantized_export(name_or_path) and for_training:
-            raise ConfigError(f"{key}={wandb_artifact or name_or_path} is a quantized export: evaluate or serve "
-                              "it; train from the fp export it was made from")
-        if is_quantized_export(name_or_path):
+        if for_training:
+            refuse_for_training(name_or_path, key, shown=wandb_artifact or name_or_path)
+        elif is_quantized_export(name_or_path):
             # transformers would skip the unknown quantization and fill those layers with random weights
             return load_quantized(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)

@@ -129,6 +129,13 @@ MODULE_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {
 MODULE_PACKAGES = {"int8_dynamic": (), "inc_woq": ("neural_compressor", "accelerate")}
 
 
+def refuse_for_training(directory: str, key: str, shown: str | None = None) -> None:
+    """A quantized export can be evaluated or served, not trained: a ConfigError naming `key`."""
+    if is_quantized_export(directory):
+        raise ConfigError(f"{key}={shown or directory} is a quantized export: evaluate or serve it; "
+                          "train from the fp export it was made from")
+
+
 def is_quantized_export(directory: str) -> bool:
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):

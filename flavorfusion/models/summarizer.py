@@ -9,11 +9,10 @@ from lightning.pytorch.loggers import WandbLogger
 
 from flavorfusion.metrics import ROUGE_TYPES, check_multi_reference, rouge
 from flavorfusion.models import loading, tiny
-from flavorfusion.models.generation import generate_ids
+from flavorfusion.models.generation import MODEL_INPUTS, generate_ids
 
 log = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "global_attention_mask")
 
 
 class Summarizer(L.LightningModule):

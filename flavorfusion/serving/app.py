@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -63,7 +63,6 @@ class Variant:
     batcher: Batcher
     loaded: LoadedModel | None = None
     loads: int = 0
-    info: dict = field(default_factory=dict)
 
 
 class Metrics:
@@ -154,7 +153,7 @@ def create_app(sources: list[VariantSource], loader: Callable[[VariantSource], L
 
     async def load_all() -> None:
         try:
-            for variant in variants.values():
+            for variant in variants.values():  # one at a time: peak memory is one model's
                 loaded = await asyncio.to_thread(loader, variant.source)
                 variant.loaded, variant.loads = loaded, variant.loads + 1
                 metrics.model_loads.labels(variant.source.name).inc()
@@ -174,7 +173,6 @@ def create_app(sources: list[VariantSource], loader: Callable[[VariantSource], L
             await variant.batcher.stop()
 
     app = FastAPI(title="FlavorFusion", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.variants, app.state.metrics, app.state.settings = variants, metrics, settings
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError):

@@ -69,9 +69,10 @@ class VertexLauncher(_SubmitAndPollLauncher):
         assert self.config is not None
         # every check that can fail runs before the first submission
         settings = vertex.VertexSettings.from_params(self.params, default_run_id=self.launched_at)
-        vertex.check_command_matches_entry_point(settings.command, self._entry_point())
+        entry_point = self._entry_point()
+        vertex.check_command_matches_entry_point(settings.command, entry_point)
         env_values = vertex.read_env_values(settings.env)
-        if vertex.runs_train(settings.command, self._entry_point()):
+        if vertex.runs_train(settings.command, entry_point):
             # a job that would fail at start-up on its VM fails the sweep here, with nothing written or submitted
             vertex.check_jobs_as_train_does(jobs)
         sweep = vertex.sweep_name(self.config)
