@@ -43,23 +43,26 @@ def open_lines(url: str, *, desc: str, progress: bool = True) -> Iterator[LineFi
         raw = open(path, "rb", buffering=_READ_BUFFER) if local else fs.open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise DataError(f"input file not found: {url}") from None
-    compression = infer_compression(path)
     # disable=None: bars on a terminal, silence in logs and CI
     with (
         raw,
         tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=None if progress else True) as bar,
     ):
-        if compression:
-            reader = compr[compression](raw, mode="rb")  # buffered by itself
-        elif local:
-            reader = raw
-        else:
-            reader = io.BufferedReader(raw, buffer_size=_READ_BUFFER)
+        reader = line_reader(raw, path, buffered=local)
         try:
             yield LineFile(reader, raw, bar)
         except (OSError, EOFError) as err:  # a truncated or corrupt .gz: stop, and say which
             raise DataError(f"cannot read {url}: {err}") from None
         bar.update(size - bar.n)
+
+
+def line_reader(raw, path: str, buffered: bool = False):
+    """The lines of an open binary stream `raw` (iterate it), decompressed as `path`'s name says
+    (`.gz`, `.bz2`, ...); `buffered`: `raw` already reads ahead in large blocks."""
+    compression = infer_compression(path)
+    if compression:
+        return compr[compression](raw, mode="rb")  # buffered by itself
+    return raw if buffered else io.BufferedReader(raw, buffer_size=_READ_BUFFER)
 
 
 def iter_lines(url: str, *, desc: str, progress: bool = True) -> Iterator[bytes]:

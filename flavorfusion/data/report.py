@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# A tally: counts that add up across files, batches and workers, keyed by where they go in the report:
+#   (input, "lines") (input, "kept") (input, "dropped", reason)
+#   ("written", name) ("written", "rows_per_group", label) ("grouping", statistic)
+Tally = Counter
 
 
 @dataclass
@@ -51,6 +57,39 @@ class PrepareReport:
     def add_input(self, name: str, files: list[str]) -> InputCount:
         self.inputs[name] = InputCount(files=files)
         return self.inputs[name]
+
+    def add_tally(self, tally: Mapping[tuple, int], grouping: Mapping[str, Any] | None = None) -> None:
+        """Add a tally (see `Tally`) to the counts; `grouping` is the grouping's own details, to which
+        its statistics are added. Every engine reports through here, so equal tallies mean equal reports."""
+        rows_per_group: Counter = Counter(self.written.pop("rows_per_group", {}))
+        stats: Counter = Counter()
+        if grouping is not None:  # said even when none was written
+            self.written.setdefault("businesses", 0)
+            self.written.setdefault("groups_too_small", 0)
+        for key, n in tally.items():
+            if not n:
+                continue
+            section, name, *rest = key
+            if section in self.inputs:
+                count = self.inputs[section]
+                if name == "lines":
+                    count.lines += n
+                elif name == "kept":
+                    count.kept += n
+                else:
+                    count.drop(rest[0], n)
+            elif section == "written" and name == "rows_per_group":
+                rows_per_group[rest[0]] += n
+            elif section == "written":
+                self.written[name] = self.written.get(name, 0) + n
+            elif section == "grouping":
+                stats[name] += n
+            else:
+                raise KeyError(f"tally key {key!r} has no place in the report")
+        # most rows first; ties by label, so the order does not depend on the order of the work
+        self.written["rows_per_group"] = dict(sorted(rows_per_group.items(), key=lambda kv: (-kv[1], kv[0])))
+        if grouping is not None:
+            self.details["grouping"] = {**grouping, **dict(sorted(stats.items()))}
 
     def check(self) -> None:
         """Fail loudly if any input line went unaccounted (a bug, not a user error)."""
@@ -97,6 +136,13 @@ class PrepareReport:
                 summary += " (rows per group: " + " ".join(f"{g}={n}" for g, n in groups.items()) + ")"
             lines.append(f"{summary} -> {self.output}")
         return "\n".join(lines)
+
+
+def input_tally(name: str, lines: int, kept: int, dropped: Mapping[str, int]) -> Tally:
+    """The tally of one input's lines: how many, how many kept, and why the others were dropped."""
+    tally = Tally({(name, "lines"): lines, (name, "kept"): kept})
+    tally.update({(name, "dropped", reason): n for reason, n in dropped.items() if n})
+    return tally
 
 
 def report_path(output: str) -> str:

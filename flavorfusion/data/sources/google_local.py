@@ -8,21 +8,34 @@ reason, checked in this order: blank_line; not_restaurant / unknown_business as 
 gmap_id is known (read from the bytes for most lines, which are then never parsed); malformed_json;
 missing_field; null_text; too_short / too_long; duplicate; over_cap; group_too_small.
 docs/prepare.md lists what each reason means.
+
+The rules are functions that both engines call (`engine=local` here, `engine=beam` in
+`flavorfusion.data.engine.beam`), so the two cannot drift apart:
+  `scan_meta` + `merge_indexes`  the metadata, file by file, into one `BusinessIndex`
+  `scan_reviews`                 per review line: parse, filter, yield the candidates of restaurants
+  `RecentReviews`                per restaurant, candidates in line order: duplicates, the cap
+  `group_rows`                   per batch of restaurants: language, grouping, minimum group size, rows
+A review's place in the input is one integer, `line_order(file index, line number)`: the cap breaks
+ties in time with it, and the first of duplicate lines is the one kept, whatever engine reads them.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 import pyarrow as pa
 from msgspec import UNSET
 
 from flavorfusion.data.grouping import ReviewColumns
-from flavorfusion.data.jsonlines import gc_paused, iter_lines, open_lines
+from flavorfusion.data.jsonlines import gc_paused, open_lines
 from flavorfusion.data.record import SCHEMA
+from flavorfusion.data.report import Tally, input_tally
 from flavorfusion.data.sources import ReviewGroupSource
 from flavorfusion.data.sources.language_id import LanguageIdentifier
 from flavorfusion.data.writer import ReviewGroupWriter
@@ -54,6 +67,7 @@ class _ReviewLine(msgspec.Struct):
 
 
 _decode_review_line = msgspec.json.Decoder(_ReviewLine).decode
+T = TypeVar("T")
 REVIEW_DROP_REASONS = (
     "blank_line",
     "malformed_json",
@@ -71,8 +85,10 @@ REVIEW_DROP_REASONS = (
 _WRITE_BATCH_REVIEWS = 50_000
 
 
-# a kept review: (time, line number, English text, original text or None, reviewer name or None)
-TIME, LINE, TEXT, ORIGINAL, REVIEWER = range(5)
+# a kept review: (time, line order, English text, original text or None, reviewer name or None)
+TIME, ORDER, TEXT, ORIGINAL, REVIEWER = range(5)
+# a review's line order: file index << ORDER_BITS | line number in the file (from 1)
+ORDER_BITS = 40
 
 # How json.dumps (and so the UCSD files) writes the key. Inside a JSON string a quote is escaped, so
 # these bytes can only be the key itself; other spellings simply take the full-parse path.
@@ -96,6 +112,330 @@ def split_translation(text: str) -> tuple[str, str | None]:
         original, _, english = tail.partition(TRANSLATED_MARK)
     original = original.strip()
     return english.strip(), original or None
+
+
+def line_order(file_index: int, line_number: int = 1) -> int:
+    """One integer for a line's place in the input: files in the order listed, then lines in a file."""
+    return (file_index << ORDER_BITS) | line_number
+
+
+def refuse_translation(translator: Translator) -> None:
+    if translator.enabled:
+        raise ConfigError(
+            "translate= applies to source=lsars; Google Local reviews already carry Google's "
+            "English translation (use translate=none)"
+        )
+
+
+# -- pass 1: which businesses are restaurants ------------------------------------------------------
+@dataclass
+class BusinessIndex:
+    """What the metadata says: restaurants (gmap_id -> name, address) and the other businesses it
+    lists (gmap_id -> why their line was dropped), the latter only to tell `not_restaurant` from
+    `unknown_business`; plus the tally of the metadata lines."""
+
+    restaurants: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    others: dict[str, str] = field(default_factory=dict)
+    lines: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def tally(self) -> Tally:
+        return input_tally("meta", self.lines, self.kept, self.dropped)
+
+    def lookups(self, restaurant_value: Callable[[str], T]) -> tuple[dict[bytes, T], frozenset[bytes]]:
+        """For `scan_reviews`: restaurant ids as UTF-8 bytes (as the fast path reads them from the
+        lines) -> `restaurant_value(gmap_id)`, and the other businesses' ids as bytes."""
+        restaurants = {gmap_id.encode(): restaurant_value(gmap_id) for gmap_id in self.restaurants}
+        return restaurants, frozenset(gmap_id.encode() for gmap_id in self.others)
+
+
+def scan_meta(lines: Iterable[bytes], categories: frozenset[str]) -> BusinessIndex:
+    """The index of one metadata file; a business is a restaurant when any of its categories is in
+    `categories`. A gmap_id seen before in the file is a duplicate, whatever its first line said."""
+    index = BusinessIndex()
+    restaurants, others, dropped = index.restaurants, index.others, index.dropped
+    lines_read = 0
+    for line in lines:
+        lines_read += 1
+        if not line or line.isspace():
+            dropped["blank_line"] += 1
+            continue
+        try:
+            record = msgspec.json.decode(line)
+        except DECODE_ERRORS:
+            dropped["malformed_json"] += 1
+            continue
+        if type(record) is not dict:
+            dropped["malformed_json"] += 1
+            continue
+        gmap_id = record.get("gmap_id")
+        if not isinstance(gmap_id, str) or "category" not in record:
+            dropped["missing_field"] += 1
+            continue
+        if gmap_id in restaurants or gmap_id in others:
+            dropped["duplicate"] += 1
+            continue
+        category = record["category"]
+        if category is None:
+            reason = "null_category"
+        else:
+            if isinstance(category, str):
+                category = [category]
+            if isinstance(category, list) and not categories.isdisjoint(
+                c for c in category if isinstance(c, str)
+            ):
+                restaurants[gmap_id] = (record.get("name"), record.get("address"))
+                index.kept += 1
+                continue
+            reason = "not_restaurant"
+        others[gmap_id] = reason
+        dropped[reason] += 1
+    index.lines = lines_read
+    return index
+
+
+def merge_indexes(indexes: Iterable[BusinessIndex]) -> BusinessIndex:
+    """The indexes of the metadata files, in file order, as one: a gmap_id listed by an earlier
+    file makes the later line a duplicate, as if the files were one."""
+    merged = BusinessIndex()
+    for index in indexes:
+        merged.lines += index.lines
+        merged.kept += index.kept
+        merged.dropped.update(index.dropped)
+        for gmap_id, value in index.restaurants.items():
+            if gmap_id in merged.restaurants or gmap_id in merged.others:
+                merged.kept -= 1
+                merged.dropped["duplicate"] += 1
+            else:
+                merged.restaurants[gmap_id] = value
+        for gmap_id, reason in index.others.items():
+            if gmap_id in merged.restaurants or gmap_id in merged.others:
+                merged.dropped[reason] -= 1
+                merged.dropped["duplicate"] += 1
+            else:
+                merged.others[gmap_id] = reason
+    merged.dropped = +merged.dropped  # drop the reasons that went back to zero
+    return merged
+
+
+# -- pass 2: review lines -> candidates of restaurants ---------------------------------------------
+def scan_reviews(
+    lines: Iterable[bytes],
+    *,
+    first_order: int,
+    restaurants: Mapping[bytes, T],
+    others: Container[bytes],
+    min_chars: int,
+    max_chars: int,
+    dropped: dict[str, int],
+    accept: Callable[[T, object, str, tuple], object],
+    progress: Callable[[], None] | None = None,
+) -> None:
+    """Parse and filter review lines; call `accept(restaurants[business], user_id, text, review)` for
+    each line of a restaurant that passes, `review` being (time, line order, English text, original
+    text or None, reviewer name or None), and `user_id, text` what tells duplicates apart. Every other
+    line is counted in `dropped` under its reason, and `dropped["lines"]` gets the number of lines
+    read. `progress` is called every 16,384 lines. (A call, not a generator: cheaper per line.)"""
+    decode = _decode_review_line
+    order = first_order - 1
+    counts = dropped
+    dropped = dict.fromkeys(REVIEW_DROP_REASONS, 0)  # a plain dict, filled: faster updates in the loop
+    try:
+        for line in lines:
+            order += 1
+            if progress is not None and not order & 0x3FFF:
+                progress()
+            if line.isspace() or not line:
+                dropped["blank_line"] += 1
+                continue
+            # Fast path: read the gmap_id from the bytes (the key comes last in Google Local lines, so
+            # search from the end). Lines of other businesses, most of a file, are then dropped without
+            # being parsed. Inlined: this runs for every line.
+            target = None
+            at = line.rfind(_GMAP_KEY)
+            if at >= 0:
+                at += _GMAP_VALUE_AT
+                end = line.find(b'"', at)
+                if end > at:
+                    business = line[at:end]
+                    target = restaurants.get(business)
+                    if target is None and b"\\" not in business:
+                        dropped["not_restaurant" if business in others else "unknown_business"] += 1
+                        continue
+            try:
+                record = decode(line)
+            except DECODE_ERRORS:
+                dropped["malformed_json"] += 1
+                continue
+            if target is None:  # the bytes did not tell: ask the parsed record
+                gmap_id = record.gmap_id
+                if gmap_id.__class__ is not str:
+                    dropped["missing_field"] += 1
+                    continue
+                business = gmap_id.encode()
+                target = restaurants.get(business)
+                if target is None:
+                    dropped["not_restaurant" if business in others else "unknown_business"] += 1
+                    continue
+            user_id, time, text = record.user_id, record.time, record.text
+            if user_id is None or user_id is UNSET or text is UNSET or time.__class__ not in _NUMBER:
+                dropped["missing_field"] += 1
+                continue
+            if text is None:
+                dropped["null_text"] += 1
+                continue
+            if text.__class__ is not str:
+                dropped["missing_field"] += 1
+                continue
+            if TRANSLATED_MARK in text:
+                english, original = split_translation(text)
+            else:
+                english, original = text, None
+            n = len(english)
+            if n < min_chars:
+                dropped["too_short"] += 1
+                continue
+            if n >= max_chars:
+                dropped["too_long"] += 1
+                continue
+            accept(target, user_id, text, (time, order, english, original, record.name))
+    finally:
+        dropped["lines"] = order - first_order + 1
+        for reason, n in dropped.items():
+            if n:
+                counts[reason] = counts.get(reason, 0) + n
+
+
+class RecentReviews:
+    """One restaurant's kept reviews, fed its candidates in line order: a candidate equal to an
+    earlier one (same user, same text) is a duplicate; of the others, the `cap` most recent stay
+    (ties in time: the later line). A plain list until it holds `cap` reviews, then a min-heap on
+    (time, line order), oldest first out; the line order breaks ties, so texts are never compared.
+
+    `seen` holds 64-bit hashes of (user, business, text), not the strings, so memory stays per
+    review; restaurants may share one set (engine=local: one set, not one per restaurant). Hashes
+    are per process: candidates of one restaurant must meet in one process, as they do in both engines.
+    """
+
+    __slots__ = ("business", "cap", "reviews", "seen", "duplicate", "over_cap")
+
+    def __init__(self, business: str, cap: int | None, seen: set[int] | None = None):
+        self.business = business
+        self.cap = cap
+        self.reviews: list[tuple] = []
+        self.seen: set[int] = set() if seen is None else seen
+        self.duplicate = 0
+        self.over_cap = 0
+
+    def add(self, user_id, text: str, review: tuple) -> None:
+        key = hash((user_id, self.business, text))
+        seen = self.seen
+        if key in seen:
+            self.duplicate += 1
+            return
+        seen.add(key)
+        reviews, cap = self.reviews, self.cap
+        n = len(reviews)
+        if cap is None or n < cap:
+            reviews.append(review)
+            if n + 1 == cap:
+                heapq.heapify(reviews)
+        elif review[TIME] < reviews[0][TIME]:  # older than all it competes with: out at once
+            self.over_cap += 1
+        else:
+            heapq.heappushpop(reviews, review)  # the oldest of cap + 1 goes
+            self.over_cap += 1
+
+    def newest_first(self) -> list[tuple]:
+        """The kept reviews, newest first (sorted in place: the heap is done with)."""
+        self.reviews.sort(reverse=True)
+        return self.reviews
+
+    def tally(self) -> Tally:
+        return Tally({("reviews", "dropped", "duplicate"): self.duplicate, ("reviews", "dropped", "over_cap"): self.over_cap})
+
+
+# -- per batch of restaurants: group the kept reviews into rows --------------------------------------
+#: a restaurant with its kept reviews, newest first
+Restaurant = tuple[str, str | None, str | None, list[tuple]]  # gmap_id, name, address, reviews
+
+
+def review_columns(
+    reviews: list[tuple], language_id: LanguageIdentifier | None, progress: bool = False
+) -> ReviewColumns:
+    """The kept reviews as columns, with the language of each translated review's original text."""
+    originals = [r[ORIGINAL] for r in reviews]
+    languages: list[str | None] = [UNTRANSLATED_LANGUAGE if o is None else None for o in originals]
+    confidences: list[float | None] = [None] * len(reviews)
+    translated = [i for i, o in enumerate(originals) if o is not None]
+    if language_id is not None and translated:
+        codes, scores = language_id.identify([originals[i] for i in translated], progress=progress)
+        for i, code, score in zip(translated, codes, scores, strict=True):
+            languages[i], confidences[i] = code, score
+    return ReviewColumns(
+        texts=[r[TEXT] for r in reviews],
+        originals=originals,
+        languages=languages,
+        language_confidences=confidences,
+        reviewers=[r[REVIEWER] for r in reviews],
+        languages_identified=language_id is not None,
+    )
+
+
+def group_rows(
+    restaurants: Iterable[Restaurant],
+    grouping: Grouping,
+    language_id: LanguageIdentifier | None,
+    tally: Tally,
+    progress: bool = False,
+) -> Iterator[pa.Table]:
+    """Label the reviews of these restaurants (language, grouping), split each restaurant's reviews
+    into groups by label, drop the groups under `grouping.min_group_size`, and yield the rows as
+    Arrow tables in `SCHEMA` (about `_WRITE_BATCH_REVIEWS` reviews each). Counts go to `tally`,
+    the grouping's statistics too (they are moved out of `grouping.stats`)."""
+    restaurants = list(restaurants)
+    reviews: list[tuple] = []
+    spans: list[tuple[int, int]] = []
+    for *_, kept in restaurants:
+        spans.append((len(reviews), len(reviews) + len(kept)))
+        reviews.extend(kept)
+    columns = review_columns(reviews, language_id, progress)
+    labels, confidences = grouping.assign(columns)
+    tally.update({("grouping", name): n for name, n in grouping.stats.items()})
+    grouping.stats.clear()
+
+    min_size = grouping.min_group_size
+    batch = _RowBatch()
+    for (gmap_id, name, address, _), (start, stop) in zip(restaurants, spans, strict=True):
+        by_label: dict[str, list[int]] = {}
+        for i in range(start, stop):
+            by_label.setdefault(labels[i], []).append(i)
+        rows_before = batch.n_rows
+        for label in sorted(by_label):
+            members = by_label[label]
+            if len(members) < min_size:
+                tally["reviews", "dropped", "group_too_small"] += len(members)
+                tally["written", "groups_too_small"] += 1
+                continue
+            tally["reviews", "kept"] += len(members)
+            tally["written", "rows_per_group", label] += 1
+            scores = [c for i in members if (c := confidences[i]) is not None]
+            batch.add(
+                id=f"{gmap_id}:{label}",
+                business_id=gmap_id,
+                name=name,
+                address=address,
+                group=label,
+                group_confidence=sum(scores) / len(scores) if scores else None,
+                members=members,
+            )
+        tally["written", "businesses"] += batch.n_rows > rows_before
+        if batch.n_reviews >= _WRITE_BATCH_REVIEWS:
+            yield batch.table(columns)
+            batch = _RowBatch()
+    if batch.n_rows:
+        yield batch.table(columns)
 
 
 class GoogleLocalSource(ReviewGroupSource):
@@ -132,146 +472,6 @@ class GoogleLocalSource(ReviewGroupSource):
     def input_files(self) -> dict[str, list[str]]:
         return {"meta": expand_paths(self.meta), "reviews": expand_paths(self.reviews)}
 
-    # -- pass 1: which businesses are restaurants --------------------------------------------------
-    def _read_meta(self, files: list[str], report: PrepareReport, progress: bool):
-        count = report.add_input("meta", files)
-        restaurants: dict[str, tuple[str | None, str | None]] = {}
-        # other businesses (UTF-8 bytes, as the fast path reads them from the review lines), kept
-        # only to tell `not_restaurant` from `unknown_business`
-        others: set[bytes] = set()
-        categories = self.categories
-        lines = 0
-        for url in files:
-            for line in iter_lines(url, desc="meta", progress=progress):
-                lines += 1
-                if not line or line.isspace():
-                    count.drop("blank_line")
-                    continue
-                try:
-                    record = msgspec.json.decode(line)
-                except DECODE_ERRORS:
-                    count.drop("malformed_json")
-                    continue
-                if type(record) is not dict:
-                    count.drop("malformed_json")
-                    continue
-                gmap_id = record.get("gmap_id")
-                if not isinstance(gmap_id, str) or "category" not in record:
-                    count.drop("missing_field")
-                    continue
-                if gmap_id in restaurants or gmap_id.encode() in others:
-                    count.drop("duplicate")
-                    continue
-                category = record["category"]
-                if category is None:
-                    count.drop("null_category")
-                    others.add(gmap_id.encode())
-                    continue
-                if isinstance(category, str):
-                    category = [category]
-                if isinstance(category, list) and not categories.isdisjoint(
-                    c for c in category if isinstance(c, str)
-                ):
-                    restaurants[gmap_id] = (record.get("name"), record.get("address"))
-                    count.kept += 1
-                else:
-                    others.add(gmap_id.encode())
-                    count.drop("not_restaurant")
-        count.lines = lines
-        return restaurants, others
-
-    # -- pass 2: stream the reviews, keep the most recent N per restaurant -----------------------
-    def _read_reviews(self, files, restaurants, others, report: PrepareReport, progress: bool):
-        """Per restaurant (gmap_id), its kept reviews as (time, line number, English text, original
-        text or None, reviewer name or None) tuples."""
-        count = report.add_input("reviews", files)
-        # a plain dict (not the Counter) in the hot loop: faster item updates
-        dropped: dict[str, int] = dict.fromkeys(REVIEW_DROP_REASONS, 0)
-        # restaurant gmap_id (UTF-8 bytes, as read from a line) -> its kept reviews: a plain list
-        # until it holds `cap` reviews, then a min-heap on (time, line number), oldest first out;
-        # the line number breaks ties, so the strings are never compared
-        kept: dict[bytes, list[tuple]] = {gmap_id.encode(): [] for gmap_id in restaurants}
-        seen: set[int] = set()
-        min_chars, max_chars, cap = self.min_chars, self.max_chars, self.max_reviews
-        decode = _decode_review_line
-        heapify, pushpop = heapq.heapify, heapq.heappushpop
-        lines = 0
-        for url in files:
-            with open_lines(url, desc="reviews", progress=progress) as file:
-                for line in file.lines:
-                    lines += 1
-                    if not lines & 0x3FFF:
-                        file.progress()
-                    if line.isspace() or not line:
-                        dropped["blank_line"] += 1
-                        continue
-                    # Fast path: read the gmap_id from the bytes (the key comes last in Google Local
-                    # lines, so search from the end). Lines of other businesses, most of a file, are
-                    # then dropped without being parsed. Inlined: this runs for every line.
-                    reviews = None
-                    at = line.rfind(_GMAP_KEY)
-                    if at >= 0:
-                        at += _GMAP_VALUE_AT
-                        end = line.find(b'"', at)
-                        if end > at:
-                            business = line[at:end]
-                            reviews = kept.get(business)
-                            if reviews is None and b"\\" not in business:
-                                dropped["not_restaurant" if business in others else "unknown_business"] += 1
-                                continue
-                    try:
-                        record = decode(line)
-                    except DECODE_ERRORS:
-                        dropped["malformed_json"] += 1
-                        continue
-                    if reviews is None:  # the bytes did not tell: ask the parsed record
-                        gmap_id = record.gmap_id
-                        if gmap_id.__class__ is not str:
-                            dropped["missing_field"] += 1
-                            continue
-                        business = gmap_id.encode()
-                        reviews = kept.get(business)
-                        if reviews is None:
-                            dropped["not_restaurant" if business in others else "unknown_business"] += 1
-                            continue
-                    user_id, time, text = record.user_id, record.time, record.text
-                    if user_id is None or user_id is UNSET or text is UNSET or time.__class__ not in _NUMBER:
-                        dropped["missing_field"] += 1
-                        continue
-                    if text is None:
-                        dropped["null_text"] += 1
-                        continue
-                    if text.__class__ is not str:
-                        dropped["missing_field"] += 1
-                        continue
-                    english, original = split_translation(text) if TRANSLATED_MARK in text else (text, None)
-                    n = len(english)
-                    if n < min_chars:
-                        dropped["too_short"] += 1
-                        continue
-                    if n >= max_chars:
-                        dropped["too_long"] += 1
-                        continue
-                    # 64-bit hashes, not the strings: memory stays per review, not per character
-                    key = hash((user_id, business, text))
-                    if key in seen:
-                        dropped["duplicate"] += 1
-                        continue
-                    seen.add(key)
-                    n = len(reviews)
-                    if cap is None or n < cap:
-                        reviews.append((time, lines, english, original, record.name))
-                        if n + 1 == cap:
-                            heapify(reviews)
-                    elif time < reviews[0][0]:  # older than all it competes with: out at once
-                        dropped["over_cap"] += 1
-                    else:
-                        pushpop(reviews, (time, lines, english, original, record.name))
-                        dropped["over_cap"] += 1  # the oldest of cap + 1 went
-        count.lines = lines
-        count.dropped.update({reason: n for reason, n in dropped.items() if n})
-        return {gmap_id: kept[gmap_id.encode()] for gmap_id in restaurants if kept[gmap_id.encode()]}
-
     def write_groups(
         self,
         writer: ReviewGroupWriter,
@@ -281,89 +481,56 @@ class GoogleLocalSource(ReviewGroupSource):
         report: PrepareReport,
         progress: bool = True,
     ) -> None:
-        if translator.enabled:
-            raise ConfigError(
-                "translate= applies to source=lsars; Google Local reviews already carry Google's "
-                "English translation (use translate=none)"
-            )
+        refuse_translation(translator)
         files = self.input_files()
+        report.add_input("meta", files["meta"])
+        report.add_input("reviews", files["reviews"])
+        tally = Tally()
         with gc_paused():
-            self._write_groups(files, writer, grouping, report, progress)
+            for table in self._group_tables(files, grouping, tally, progress):
+                writer.write(table)
+        report.add_tally(tally, grouping=grouping.details())
 
-    def _write_groups(self, files, writer, grouping, report, progress) -> None:
-        restaurants, others = self._read_meta(files["meta"], report, progress)
-        kept = self._read_reviews(files["reviews"], restaurants, others, report, progress)
-        del others
+    def _group_tables(self, files, grouping: Grouping, tally: Tally, progress: bool) -> Iterator[pa.Table]:
+        categories = self.categories
 
-        # flatten, businesses in metadata order, each one's reviews newest first
-        businesses = [gmap_id for gmap_id in restaurants if gmap_id in kept]
-        reviews: list[tuple] = []
-        spans: list[tuple[int, int]] = []
-        for gmap_id in businesses:
-            heap = kept.pop(gmap_id)
-            heap.sort(reverse=True)
-            spans.append((len(reviews), len(reviews) + len(heap)))
-            reviews.extend(heap)
-        del kept
+        def meta_file(url: str) -> BusinessIndex:
+            with open_lines(url, desc="meta", progress=progress) as file:
+                return scan_meta(file.lines, categories)
 
-        columns = self._columns(reviews, progress)
-        labels, confidences = grouping.assign(columns)
-        report.details["grouping"] = grouping.details()
+        index = merge_indexes(meta_file(url) for url in files["meta"])
+        tally.update(index.tally())
+        seen: set[int] = set()
+        kept, others = index.lookups(functools.partial(RecentReviews, cap=self.max_reviews, seen=seen))
+        index.others.clear()
 
-        count = report.inputs["reviews"]
-        rows_per_group: dict[str, int] = {}
-        batch: _RowBatch = _RowBatch()
-        groups_too_small = businesses_written = 0
-        for gmap_id, (start, stop) in zip(businesses, spans, strict=True):
-            by_label: dict[str, list[int]] = {}
-            for i in range(start, stop):
-                by_label.setdefault(labels[i], []).append(i)
-            name, address = restaurants[gmap_id]
-            rows_before = batch.n_rows
-            for label in sorted(by_label):
-                members = by_label[label]
-                if len(members) < grouping.min_group_size:
-                    count.drop("group_too_small", len(members))
-                    groups_too_small += 1
-                    continue
-                count.kept += len(members)
-                rows_per_group[label] = rows_per_group.get(label, 0) + 1
-                scores = [c for i in members if (c := confidences[i]) is not None]
-                batch.add(
-                    id=f"{gmap_id}:{label}",
-                    business_id=gmap_id,
-                    name=name,
-                    address=address,
-                    group=label,
-                    group_confidence=sum(scores) / len(scores) if scores else None,
-                    members=members,
+        dropped: dict[str, int] = {}
+        for file_index, url in enumerate(files["reviews"]):
+            with open_lines(url, desc="reviews", progress=progress) as file:
+                scan_reviews(
+                    file.lines,
+                    first_order=line_order(file_index),
+                    restaurants=kept,
+                    others=others,
+                    min_chars=self.min_chars,
+                    max_chars=self.max_chars,
+                    dropped=dropped,
+                    accept=RecentReviews.add,
+                    progress=file.progress,
                 )
-            businesses_written += batch.n_rows > rows_before
-            if batch.n_reviews >= _WRITE_BATCH_REVIEWS:
-                writer.write(batch.table(columns))
-                batch = _RowBatch()
-        writer.write(batch.table(columns))
-        report.written["businesses"] = businesses_written
-        report.written["rows_per_group"] = dict(sorted(rows_per_group.items(), key=lambda kv: -kv[1]))
-        report.written["groups_too_small"] = groups_too_small
+        del others
+        seen.clear()  # duplicates are all found: free the hashes before the grouping needs the memory
+        tally.update(input_tally("reviews", dropped.pop("lines", 0), 0, dropped))
 
-    def _columns(self, reviews: list[tuple], progress: bool) -> ReviewColumns:
-        originals = [r[ORIGINAL] for r in reviews]
-        languages: list[str | None] = [UNTRANSLATED_LANGUAGE if o is None else None for o in originals]
-        confidences: list[float | None] = [None] * len(reviews)
-        translated = [i for i, o in enumerate(originals) if o is not None]
-        if self.language_id is not None and translated:
-            codes, scores = self.language_id.identify([originals[i] for i in translated], progress=progress)
-            for i, code, score in zip(translated, codes, scores, strict=True):
-                languages[i], confidences[i] = code, score
-        return ReviewColumns(
-            texts=[r[TEXT] for r in reviews],
-            originals=originals,
-            languages=languages,
-            language_confidences=confidences,
-            reviewers=[r[REVIEWER] for r in reviews],
-            languages_identified=self.language_id is not None,
-        )
+        # businesses in metadata order, each one's reviews newest first
+        restaurants: list[Restaurant] = []
+        for gmap_id, (name, address) in index.restaurants.items():
+            reviews = kept.pop(gmap_id.encode())
+            tally.update(reviews.tally())
+            if reviews.reviews:
+                restaurants.append((gmap_id, name, address, reviews.newest_first()))
+        del kept
+        yield from group_rows(restaurants, grouping, self.language_id, tally, progress)
 
 
 class _RowBatch:
