@@ -100,12 +100,15 @@ def validate_prepare(cfg: DictConfig) -> None:
         )
 
 
-def prepare_output(cfg: DictConfig) -> str:
-    """The review-groups file `prepare` writes: set, and not a directory."""
+def prepare_output(cfg: DictConfig, directory: bool = False) -> str:
+    """What `prepare` writes: set, and a file, or with `directory` (engine=beam's shards) a directory."""
     if OmegaConf.is_missing(cfg, "output"):
         raise ConfigError("missing value for output: set it on the command line, e.g. output=groups.parquet")
     output = str(cfg.output)
-    if os.path.isdir(output):
+    if directory and os.path.isfile(output):
+        raise ConfigError(f"output={output} is a file; engine=beam writes a directory "
+                          "of Parquet shards, e.g. output=data/groups")
+    if not directory and os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory; name a file, e.g. output={output}/groups.parquet")
     return output
 
