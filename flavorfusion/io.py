@@ -11,13 +11,17 @@ from flavorfusion.errors import DataError
 
 
 def expand_paths(paths: str | list[str]) -> list[str]:
-    """Expand one path, a glob or several into concrete file URLs; a pattern matching nothing is an error."""
+    """Expand one path, a glob or several into concrete file URLs; a pattern matching nothing is an error.
+    A directory stands for the files in it but hidden ones (`.x`, `_x`), as a directory of shards
+    (`prepare engine=beam`, Spark, Hive) is read."""
     patterns = [paths] if isinstance(paths, str) else list(paths)
     if not patterns:
         raise DataError("no input path given")
     files: list[str] = []
     for pattern in patterns:
         fs, _, matches = fsspec.get_fs_token_paths(pattern)
+        if len(matches) == 1 and fs.isdir(matches[0]):
+            matches = [m for m in fs.ls(matches[0], detail=False) if not os.path.basename(m).startswith((".", "_"))]
         matches = [m for m in matches if fs.isfile(m)]
         if not matches:
             raise DataError(f"no file matches {pattern!r}")

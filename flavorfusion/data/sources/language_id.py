@@ -9,6 +9,10 @@ from tqdm.auto import tqdm
 
 from flavorfusion.errors import ConfigError
 
+# lingua's confidence for a text can differ in the last bit with the batch it is computed in; rounded,
+# it is the same whatever the batching (engine=local identifies all texts at once, engine=beam per batch)
+CONFIDENCE_DIGITS = 6
+
 
 class LanguageIdentifier:
     """Identifies the language of original (pre-translation) review texts with lingua, offline.
@@ -83,6 +87,6 @@ class LanguageIdentifier:
                         confidences.append(0.0)
                     else:
                         codes.append(top.language.iso_code_639_1.name.lower())
-                        confidences.append(float(top.value))
+                        confidences.append(round(float(top.value), CONFIDENCE_DIGITS))
                 bar.update(len(batch))
         return codes, confidences
