@@ -242,3 +242,22 @@ def test_corrupt_gzip_fails_naming_the_file_and_writes_nothing(pair, tmp_path):
     with pytest.raises(DataError, match="reviews.json.gz"):
         prepare(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.json.gz"]
+
+
+def test_summarize_reads_the_shards_directory(pair, tmp_path, tokenizer):
+    """The journey: prepare engine=beam -> a directory of shards -> summarize data.path=DIR."""
+    from flavorfusion.models.loading import save_pretrained
+    from flavorfusion.models.tiny import build_tiny_led
+    from flavorfusion.summarization import summarize
+    from tests.test_summarize import compose_summarize
+
+    groups = tmp_path / "groups"
+    prepare(compose_prepare([*pair_inputs(pair), "grouping=language", *BEAM, "engine.num_shards=2",
+                             f"output={groups}"]))
+    export = save_pretrained(build_tiny_led(tokenizer), tokenizer, str(tmp_path / "model"))
+    output = tmp_path / "summaries.parquet"
+    report = summarize(compose_summarize([f"model.path={export}", f"data.path={groups}", f"output={output}"]))
+    rows = pq.read_table(output).to_pylist()
+    assert report.generated == len(rows) == 3
+    assert sorted(r["id"] for r in rows) == ["g_r1:en", "g_r1:es", "g_r2:en"]
+    assert {r["group"] for r in rows} == {"en", "es"} and all(r["summary"] for r in rows)
