@@ -133,6 +133,17 @@ def make_pair(
     return reviews_path, meta_path
 
 
+def run_header(benchmark: str, args: argparse.Namespace) -> dict:
+    """The head of a results file: what ran, on what input and machine."""
+    return {
+        "benchmark": benchmark,
+        "reviews": args.reviews,
+        "businesses": args.businesses,
+        "repeat": args.repeat,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+
+
 # -- contenders, each run in a child process ---------------------------------------------------------
 def run_baseline(reviews: str, meta: str, output: str) -> dict:
     """The original code's approach, reconstructed: everything in pandas at once."""
@@ -164,7 +175,8 @@ def _categories() -> list[str]:
     return list(OmegaConf.load(ROOT / "conf" / "source" / "google_local.yaml").categories)
 
 
-def run_prepare(reviews: str, meta: str, output: str, language: bool) -> dict:
+def prepare_report(reviews: str, meta: str, output: str, language: bool, extra: tuple[str, ...] = ()) -> dict:
+    """`flavorfusion.prepare` doing the baseline's work (the same cap and length bounds); its report."""
     from hydra import compose, initialize_config_dir
 
     from flavorfusion.preparation import prepare
@@ -177,11 +189,16 @@ def run_prepare(reviews: str, meta: str, output: str, language: bool) -> dict:
         f"source.min_chars={MIN_CHARS}",
         f"source.max_chars={MAX_CHARS}",
         "progress=false",
+        *extra,
     ]
     overrides += ["grouping=language"] if language else ["grouping=none", "source.language_id=null"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="prepare", overrides=overrides)
-    report = prepare(cfg)
+    return prepare(cfg)
+
+
+def run_prepare(reviews: str, meta: str, output: str, language: bool) -> dict:
+    report = prepare_report(reviews, meta, output, language)
     return {"rows": report["written"]["rows"], "reviews": report["written"]["reviews"]}
 
 
@@ -285,16 +302,8 @@ def main() -> None:
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
-        "benchmark": "bench_prepare",
-        "reviews": args.reviews,
-        "businesses": args.businesses,
-        "repeat": args.repeat,
+        **run_header("bench_prepare", args),
         "plain": args.plain,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
         "results": results,
         "ratios": ratios,
         "targets": {"speedup": 3.0, "peak_memory_ratio": 0.5},

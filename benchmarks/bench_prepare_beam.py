@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import CAP, MAX_CHARS, MIN_CHARS, ROOT, make_pair  # noqa: E402
+from bench_prepare import ROOT, make_pair, prepare_report, run_header  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONTENDERS = {
@@ -38,26 +37,8 @@ CONTENDERS = {
 
 
 def child(name: str, reviews: str, meta: str, output: str) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from flavorfusion.preparation import prepare
-
-    overrides = [
-        f"source.reviews={reviews}",
-        f"source.meta={meta}",
-        f"output={output}",
-        f"source.max_reviews_per_business={CAP}",
-        f"source.min_chars={MIN_CHARS}",
-        f"source.max_chars={MAX_CHARS}",
-        "grouping=none",
-        "source.language_id=null",
-        "progress=false",
-        *CONTENDERS[name],
-    ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="prepare", overrides=overrides)
     started, cpu_started = time.perf_counter(), time.process_time()
-    report = prepare(cfg)
+    report = prepare_report(reviews, meta, output, language=False, extra=tuple(CONTENDERS[name]))
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # SDK worker processes, if any
     result = {
@@ -123,11 +104,7 @@ def main() -> None:
               f"{r['cpu_seconds'] / base['cpu_seconds']:.2f}x the CPU time")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
-        "benchmark": "bench_prepare_beam",
-        "reviews": args.reviews,
-        "businesses": args.businesses,
-        "repeat": args.repeat,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **run_header("bench_prepare_beam", args),
         "results": {name: {k: v for k, v in r.items() if k != "report"} | {"runs": [
             {k: v for k, v in run.items() if k != "report"} for run in runs[name]]} for name, r in results.items()},
         "speed_ratio_to_local": ratios,

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from flavorfusion.checks import prepare_output, validate_prepare
+from flavorfusion.data.engine import PrepareTask
 from flavorfusion.data.writer import output_format
 from flavorfusion.runs import build
 
@@ -24,14 +25,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     try:
         writes = not (translator.dry_run or engine.dry_run)
         output = prepare_output(cfg, directory=engine.writes_directory) if writes else None
-        return engine.run(
-            cfg,
-            source=source,
-            grouping=grouping,
-            translator=translator,
-            output=output,
-            fmt=output_format(output, str(cfg.format)) if output else None,
-            progress=bool(cfg.get("progress", True)),
-        )
+        fmt = output_format(output, str(cfg.format)) if output else None
+        return engine.run(PrepareTask(cfg, source, grouping, translator, output, fmt, bool(cfg.get("progress", True))))
     finally:
         translator.close()

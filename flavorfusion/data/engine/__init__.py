@@ -8,6 +8,7 @@ Python runner or on Google Cloud Dataflow, and writes sharded Parquet.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flavorfusion.data.report import PrepareReport, report_path
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
     from flavorfusion.data.translate import Translator
 
 
+@dataclass
+class PrepareTask:
+    """What an engine prepares: built from `conf/prepare.yaml` by `flavorfusion.preparation`."""
+
+    cfg: DictConfig  # the composed config (engine=beam rebuilds source and grouping on workers from it)
+    source: ReviewGroupSource
+    grouping: Grouping
+    translator: Translator
+    output: str | None  # None for a dry run
+    format: str | None
+    progress: bool
+
+
 class LocalEngine:
     """`engine=local`: one process streams the inputs and writes one Parquet or CSV file."""
 
@@ -29,17 +43,9 @@ class LocalEngine:
     writes_directory = False
     dry_run = False
 
-    def run(
-        self,
-        cfg: DictConfig,
-        *,
-        source: ReviewGroupSource,
-        grouping: Grouping,
-        translator: Translator,
-        output: str | None,
-        fmt: str | None,
-        progress: bool,
-    ) -> dict[str, Any]:
+    def run(self, task: PrepareTask) -> dict[str, Any]:
+        source, grouping, translator = task.source, task.grouping, task.translator
+        output, fmt, progress = task.output, task.format, task.progress
         started = time.perf_counter()
         source.input_files()  # a missing input fails here, before any output exists
         report = PrepareReport(source=source.name)

@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 from omegaconf import OmegaConf
 
+from flavorfusion.data.engine import PrepareTask
 from flavorfusion.data.jsonlines import line_reader
 from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.report import PrepareReport, Tally, input_tally, report_path
@@ -58,8 +59,6 @@ from flavorfusion.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from flavorfusion.data.grouping import Grouping
-    from flavorfusion.data.translate import Translator
 
 log = logging.getLogger(__name__)
 
@@ -168,24 +167,15 @@ class BeamEngine:
         return DataflowRunner()
 
     # -- the stage ---------------------------------------------------------------------------------
-    def run(
-        self,
-        cfg: DictConfig,
-        *,
-        source: GoogleLocalSource,
-        grouping: Grouping,
-        translator: Translator,
-        output: str | None,
-        fmt: str | None,
-        progress: bool,
-    ) -> dict[str, Any]:
+    def run(self, task: PrepareTask) -> dict[str, Any]:
+        source, grouping, output = task.source, task.grouping, task.output
         if not isinstance(source, GoogleLocalSource):
             raise ConfigError(f"engine=beam runs source=google_local; source={source.name} fits engine=local")
-        refuse_translation(translator)
-        settings = PipelineSettings.from_config(cfg, source, self)
+        refuse_translation(task.translator)
+        settings = PipelineSettings.from_config(task.cfg, source, self)
         if self.dry_run:
             return self._dry_run(settings, source)
-        if fmt != "parquet":
+        if task.format != "parquet":
             raise ConfigError("engine=beam writes Parquet shards: format=csv (or a .csv output) is engine=local only")
 
         started = time.perf_counter()
