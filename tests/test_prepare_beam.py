@@ -261,3 +261,20 @@ def test_summarize_reads_the_shards_directory(pair, tmp_path, tokenizer):
     assert report.generated == len(rows) == 3
     assert sorted(r["id"] for r in rows) == ["g_r1:en", "g_r1:es", "g_r2:en"]
     assert {r["group"] for r in rows} == {"en", "es"} and all(r["summary"] for r in rows)
+
+
+def test_nothing_kept_gives_an_empty_dataset_and_equal_reports(tmp_path):
+    """No restaurant review survives (a user_id that is an object is a missing field, not a crash):
+    both engines still write a readable, empty table and the same report."""
+    (tmp_path / "meta.json").write_text(json.dumps(meta("g1", ["Gift shop"])) + "\n"
+                                        + json.dumps(meta("g2", ["Pizza restaurant"])) + "\n")
+    lines = [review("u1", "g1", "A fine gift shop with many things to see.", 1),
+             review({"id": 1}, "g2", "A user id that is an object, with long text.", 2),
+             review(["a"], "g2", "A user id that is a list, with a long text.", 3)]
+    (tmp_path / "reviews.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    inputs = [f"source.reviews={tmp_path / 'reviews.json'}", f"source.meta={tmp_path / 'meta.json'}",
+              "source.language_id=null"]
+    local, beam, local_out, beam_out = run_both(inputs, tmp_path)
+    assert_same(local, beam, local_out, beam_out)
+    assert local["inputs"]["reviews"]["dropped"] == {"missing_field": 2, "not_restaurant": 1}
+    assert local["written"]["rows"] == 0 and pq.read_table(beam_out).num_rows == 0

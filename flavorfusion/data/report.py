@@ -63,9 +63,9 @@ class PrepareReport:
         its statistics are added. Every engine reports through here, so equal tallies mean equal reports."""
         rows_per_group: Counter = Counter(self.written.pop("rows_per_group", {}))
         stats: Counter = Counter()
-        if grouping is not None:  # said even when none was written
-            self.written.setdefault("businesses", 0)
-            self.written.setdefault("groups_too_small", 0)
+        if grouping is not None:  # said even when nothing was written
+            for name in ("rows", "reviews", "businesses", "groups_too_small"):
+                self.written.setdefault(name, 0)
         for key, n in tally.items():
             if not n:
                 continue

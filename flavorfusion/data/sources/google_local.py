@@ -51,6 +51,7 @@ TRANSLATED_MARK = "(Translated by Google)"
 ORIGINAL_MARK = "(Original)"
 UNTRANSLATED_LANGUAGE = "en"
 _NUMBER = frozenset((int, float))
+_USER_ID = frozenset((str, int))  # what can be hashed for duplicates; absent, null or anything else is missing
 # malformed JSON, invalid UTF-8 in a field that is read, valid JSON that is not an object
 DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
@@ -279,7 +280,7 @@ def scan_reviews(
                     dropped["not_restaurant" if business in others else "unknown_business"] += 1
                     continue
             user_id, time, text = record.user_id, record.time, record.text
-            if user_id is None or user_id is UNSET or text is UNSET or time.__class__ not in _NUMBER:
+            if user_id.__class__ not in _USER_ID or text is UNSET or time.__class__ not in _NUMBER:
                 dropped["missing_field"] += 1
                 continue
             if text is None:
