@@ -278,3 +278,13 @@ def test_nothing_kept_gives_an_empty_dataset_and_equal_reports(tmp_path):
     assert_same(local, beam, local_out, beam_out)
     assert local["inputs"]["reviews"]["dropped"] == {"missing_field": 2, "not_restaurant": 1}
     assert local["written"]["rows"] == 0 and pq.read_table(beam_out).num_rows == 0
+
+
+def test_cli_runs_the_pipeline_and_prints_the_table(pair, tmp_path):
+    """From the command line: Hydra's overrides in sys.argv must not reach Beam's option parser."""
+    from tests.test_prepare_google_local import run_cli
+
+    result = run_cli(*pair_inputs(pair), "grouping=language", *BEAM, f"output={tmp_path / 'groups'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "group_too_small=1" in result.stdout and "Discarding" not in result.stderr
+    assert pq.read_table(tmp_path / "groups").num_rows == 3 and (tmp_path / "groups.report.json").exists()
