@@ -207,6 +207,8 @@ def test_dataflow_dry_run_builds_the_job_from_config(pair, tmp_path, capsys):
          "must be a gs:// path"),
         (["engine.runner=DataflowRunner", "engine.dataflow.project=p", "engine.dataflow.temp_location=gs://b/t"],
          "engine.dataflow.sdk_container_image"),
+        (["engine.runner=DataflowRunner", "+engine.dataflow.machine_typ=n2-standard-4"],
+         "engine.dataflow.machine_typ is not a Beam pipeline option"),
         (["engine.dry_run=true"], "engine.runner=DataflowRunner"),
         (["engine.lines_per_batch=0"], "engine.lines_per_batch"),
         (["format=csv"], "format=csv"),

@@ -19,7 +19,6 @@ number), so the cap's tie-break and the first of duplicate lines are the local e
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -59,8 +58,6 @@ from flavorfusion.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-
-log = logging.getLogger(__name__)
 
 #: the runners this engine runs on: both work offline up to the point of submission. Beam's own
 #: default (DirectRunner) first tries Prism, which downloads a binary at run time.
@@ -122,6 +119,11 @@ class BeamEngine:
             self._check_dataflow()
 
     def _check_dataflow(self) -> None:
+        known = PipelineOptions(flags=[]).get_all_options()
+        unknown = sorted(set(self.dataflow) - set(known))
+        if unknown:  # Beam would only log that it discards them
+            raise ConfigError(f"engine.dataflow.{unknown[0]} is not a Beam pipeline option "
+                              "(https://cloud.google.com/dataflow/docs/reference/pipeline-options)")
         for key, example in REQUIRED_DATAFLOW.items():
             if not self.dataflow.get(key):
                 raise ConfigError(f"engine.runner=DataflowRunner needs engine.dataflow.{key}, e.g. {example}")
