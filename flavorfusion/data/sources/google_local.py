@@ -51,7 +51,8 @@ TRANSLATED_MARK = "(Translated by Google)"
 ORIGINAL_MARK = "(Original)"
 UNTRANSLATED_LANGUAGE = "en"
 _NUMBER = frozenset((int, float))
-_USER_ID = frozenset((str, int))  # what can be hashed for duplicates; absent, null or anything else is missing
+# a user_id of these types is kept (hashed for duplicates); absent, null, a list or an object is missing
+_USER_ID = frozenset((str, int, float, bool))
 # malformed JSON, invalid UTF-8 in a field that is read, valid JSON that is not an object
 DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
@@ -113,6 +114,11 @@ def split_translation(text: str) -> tuple[str, str | None]:
         original, _, english = tail.partition(TRANSLATED_MARK)
     original = original.strip()
     return english.strip(), original or None
+
+
+def _text_or_none(value: object) -> str | None:
+    """A display field (name, address) as text; anything else (a number, a list) is unknown."""
+    return value if isinstance(value, str) else None
 
 
 def line_order(file_index: int, line_number: int = 1) -> int:
@@ -186,7 +192,7 @@ def scan_meta(lines: Iterable[bytes], categories: frozenset[str]) -> BusinessInd
             if isinstance(category, list) and not categories.isdisjoint(
                 c for c in category if isinstance(c, str)
             ):
-                restaurants[gmap_id] = (record.get("name"), record.get("address"))
+                restaurants[gmap_id] = (_text_or_none(record.get("name")), _text_or_none(record.get("address")))
                 index.kept += 1
                 continue
             reason = "not_restaurant"
@@ -300,7 +306,8 @@ def scan_reviews(
             if n >= max_chars:
                 dropped["too_long"] += 1
                 continue
-            accept(target, user_id, text, (time, order, english, original, record.name))
+            name = record.name
+            accept(target, user_id, text, (time, order, english, original, name if name.__class__ is str else None))
     finally:
         dropped["lines"] = order - first_order + 1
         for reason, n in dropped.items():
