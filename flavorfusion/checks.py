@@ -105,9 +105,8 @@ def prepare_output(cfg: DictConfig, directory: bool = False) -> str:
     if OmegaConf.is_missing(cfg, "output"):
         raise ConfigError("missing value for output: set it on the command line, e.g. output=groups.parquet")
     output = str(cfg.output)
-    if directory and os.path.isfile(output):
-        raise ConfigError(f"output={output} is a file; engine=beam writes a directory "
-                          "of Parquet shards, e.g. output=data/groups")
+    if directory:  # `groups/` and `groups` are one directory, its report `groups.report.json` beside it
+        output = output.rstrip("/") or output
     if not directory and os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory; name a file, e.g. output={output}/groups.parquet")
     return output

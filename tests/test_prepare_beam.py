@@ -292,3 +292,69 @@ def test_cli_runs_the_pipeline_and_prints_the_table(pair, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "group_too_small=1" in result.stdout and "Discarding" not in result.stderr
     assert pq.read_table(tmp_path / "groups").num_rows == 3 and (tmp_path / "groups.report.json").exists()
+
+
+def test_an_output_directory_holding_other_files_is_refused_and_kept(pair, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "precious.txt").write_text("not a shard")
+    base = [*pair_inputs(pair), "source.language_id=null", *BEAM]
+    for output, message in ((data, "holds other files than Parquet shards (e.g. precious.txt)"),
+                            (".", "names no directory of its own"),
+                            ("gs://my-bucket/", "is a bucket")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            prepare(compose_prepare([*base, f"output={output}"]))
+    assert [p.name for p in data.iterdir()] == ["precious.txt"]
+
+
+def test_a_trailing_slash_names_the_same_directory(pair, tmp_path):
+    prepare(compose_prepare([*pair_inputs(pair), "source.language_id=null", *BEAM, f"output={tmp_path / 'groups'}/"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["groups", "groups.report.json"]
+    assert [p.name for p in (tmp_path / "groups").iterdir()] == ["part-00000-of-00001.parquet"]
+
+
+def test_object_store_publishing_replaces_every_old_shard(tmp_path):
+    """The gs:// path (object by object, through Beam's filesystems), run on local paths."""
+    from flavorfusion.data.engine.beam import publish_objects, remove_tree
+
+    output, staging = tmp_path / "groups", tmp_path / ".groups.tmp-1"
+    output.mkdir()
+    staging.mkdir()
+    for i in range(3):
+        (output / f"part-0000{i}-of-00003.parquet").write_text("old")
+    new = [staging / f"part-0000{i}-of-00002.parquet" for i in range(2)]
+    for path in new:
+        path.write_text("new")
+    publish_objects([str(p) for p in new], str(output))
+    assert sorted(p.name for p in output.iterdir()) == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+    assert {p.read_text() for p in output.iterdir()} == {"new"}
+    remove_tree(str(staging))
+    assert not staging.exists()
+
+
+def test_a_worker_process_error_is_one_line_too(pair, tmp_path):
+    """multi_processing (as on Dataflow) returns a worker's DataError as the text of another error."""
+    broken = tmp_path / "reviews.json.gz"
+    broken.write_bytes(pair["reviews"].read_bytes()[:-40])
+    cfg = compose_prepare([f"source.reviews={broken}", f"source.meta={pair['meta']}", "source.language_id=null",
+                           *BEAM, "engine.direct_running_mode=multi_processing", "engine.direct_num_workers=2",
+                           f"output={tmp_path / 'out'}"])
+    with pytest.raises(DataError, match=r"^cannot read .*reviews\.json\.gz: .*\[while running 'ReadLines'\]$"):
+        prepare(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.json.gz"]
+
+
+def test_odd_field_types_are_kept_or_nulled_alike(tmp_path):
+    """Numbers and booleans as user_id are ids; a name or address that is not text is unknown."""
+    (tmp_path / "meta.json").write_text(json.dumps({**meta("g1", ["Pizza restaurant"]), "name": 7, "address": ["x"]})
+                                        + "\n")
+    lines = [review(1.5, "g1", "A user id that is a float, long enough.", 1),
+             review(True, "g1", "A user id that is a boolean, long enough.", 2),
+             review(10**20, "g1", "A user id that is a big integer, long enough.", 3, name=["not", "text"])]
+    (tmp_path / "reviews.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    inputs = [f"source.reviews={tmp_path / 'reviews.json'}", f"source.meta={tmp_path / 'meta.json'}",
+              "source.language_id=null"]
+    local, beam, local_out, beam_out = run_both(inputs, tmp_path)
+    assert_same(local, beam, local_out, beam_out)
+    row = pq.read_table(local_out).to_pylist()[0]
+    assert row["n_reviews"] == 3 and row["name"] is None and row["address"] is None

@@ -18,8 +18,11 @@ number), so the cap's tie-break and the first of duplicate lines are the local e
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
@@ -182,6 +185,7 @@ class BeamEngine:
 
         started = time.perf_counter()
         files = source.input_files()  # a missing input fails here, before the pipeline starts
+        check_replaceable(output)  # ... and an output directory holding anything but shards
         report = PrepareReport(source=source.name, output=output, format="parquet")
         report.add_input("meta", files["meta"])
         report.add_input("reviews", files["reviews"])
@@ -189,8 +193,8 @@ class BeamEngine:
         try:
             pipeline = self._pipeline(self.options(_job_name()))
             build_pipeline(pipeline, files, settings, staging)
-            result = pipeline.run()
-            state = result.wait_until_finish()
+            with _quiet_workers(self.runner == "FnApiRunner"), _user_errors_from_workers():
+                state = pipeline.run().wait_until_finish()
             if state not in ("DONE", None):
                 raise DataError(f"the Beam pipeline ended {state}; nothing was written to {output}")
             tally = read_tally(f"{staging}/{TALLY_FILE}")
@@ -199,10 +203,9 @@ class BeamEngine:
             FileSystems.delete([f"{staging}/{TALLY_FILE}"])
             _publish(staging, output)
         finally:
-            if FileSystems.exists(staging):
-                FileSystems.delete([staging])
+            remove_tree(staging)
         report.seconds = round(time.perf_counter() - started, 3)
-        with output_file(report_path(output)) as tmp:
+        with output_file(report_path(output)) as tmp:  # last: a report beside shards means they are complete
             report.save(tmp)
         print(report.table())
         return report.as_dict()
@@ -479,16 +482,58 @@ def _descendants(components, transform_id: str):
 # -- staging and publishing the shards -----------------------------------------------------------------
 def _staging_dir(output: str) -> str:
     """A fresh directory beside `output` (same filesystem: the shards are renamed, not copied)."""
-    parent, name = os.path.split(output.rstrip("/"))
+    parent, name = os.path.split(output)
     if "://" not in output:
         from flavorfusion.io import writable_parent
 
-        parent = writable_parent(output.rstrip("/"))
+        parent = writable_parent(output)
     return f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
+SHARD_NAME = re.compile(rf"{SHARD_PREFIX}-\d{{5}}-of-\d{{5}}\.parquet")
+
+
+def _files_under(path: str) -> list[str]:
+    """Every file under a directory or object prefix (none if there is nothing there)."""
+    if "://" not in path:
+        return [os.path.join(root, f) for root, _, files in os.walk(path) for f in files]
+    try:
+        return [m.path for m in FileSystems.match([f"{path}/**"])[0].metadata_list]
+    except BeamIOError:
+        return []
+
+
+def check_replaceable(output: str) -> None:
+    """`output` is new, or a directory of shards from an earlier run: it is replaced whole, so a
+    directory holding anything else (inputs, other work, `.`) is refused before any work."""
+    if "://" in output and "/" not in output.split("://", 1)[1].strip("/"):
+        raise ConfigError(f"output={output} is a bucket: name a directory in it, e.g. {output.rstrip('/')}/groups")
+    if "://" not in output and os.path.normpath(output) in (".", "..", os.sep):
+        raise ConfigError(f"output={output} names no directory of its own: name one, e.g. output=data/groups")
+    if "://" not in output and os.path.exists(output) and not os.path.isdir(output):
+        raise ConfigError(f"output={output} is a file; engine=beam writes a directory of Parquet shards")
+    others = [f for f in _files_under(output) if not SHARD_NAME.fullmatch(os.path.relpath(f, output))]
+    if others:
+        raise ConfigError(
+            f"output={output} holds other files than Parquet shards (e.g. {os.path.relpath(others[0], output)}) "
+            "and engine=beam replaces it whole: name a new directory or an earlier engine=beam output"
+        )
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory, or every object under a prefix (an object store has no directories)."""
+    if "://" not in path:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        return
+    files = _files_under(path)
+    if files:
+        FileSystems.delete(files)
+
+
 def _publish(staging: str, output: str) -> None:
-    """Replace `output` with the shards in `staging` (renamed, one by one on object stores)."""
+    """Replace `output` with the shards in `staging`: one rename locally, object by object on
+    object stores (the old report goes first, so no report stands beside a half-moved output)."""
     shards = [m.path for m in FileSystems.match([f"{staging}/{SHARD_PREFIX}-*"])[0].metadata_list]
     if not shards:
         # nothing passed the filters: still leave a readable, empty dataset
@@ -497,15 +542,53 @@ def _publish(staging: str, output: str) -> None:
         with FileSystems.create(f"{staging}/{SHARD_PREFIX}-00000-of-00001.parquet") as f:
             pq.write_table(pa.Table.from_pylist([], schema=SCHEMA), f)
         shards = [f"{staging}/{SHARD_PREFIX}-00000-of-00001.parquet"]
-    if "://" not in output:  # a local directory moves in one rename
-        if os.path.isdir(output):
-            shutil.rmtree(output)
+    if FileSystems.exists(report_path(output)):
+        FileSystems.delete([report_path(output)])
+    if "://" not in output:
+        remove_tree(output)
         os.replace(staging, output)
         return
-    if FileSystems.exists(output):
-        FileSystems.delete([output])
-    FileSystems.mkdirs(output)
-    FileSystems.rename(shards, [f"{output.rstrip('/')}/{os.path.basename(s)}" for s in shards])
+    publish_objects(shards, output)
+
+
+def publish_objects(shards: list[str], output: str) -> None:
+    """Object stores: delete what is under `output`, then move each shard under it."""
+    remove_tree(output)
+    FileSystems.mkdirs(output)  # a no-op on object stores
+    FileSystems.rename(shards, [f"{output}/{os.path.basename(s)}" for s in shards])
+
+
+@contextlib.contextmanager
+def _quiet_workers(quiet: bool) -> Iterator[None]:
+    """The in-process runner logs a failing bundle's traceback before the error reaches us; the error
+    itself says what went wrong (one line for bad input), so its logs are held back meanwhile."""
+    logger = logging.getLogger("apache_beam")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+_USER_ERROR = re.compile(r"^flavorfusion\.errors\.(DataError|ConfigError): (.+)$", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def _user_errors_from_workers() -> Iterator[None]:
+    """A DataError raised in a worker process (or on Dataflow) comes back as the text of another
+    exception: raise it again as itself, one line for the user."""
+    try:
+        yield
+    except (DataError, ConfigError):
+        raise
+    except Exception as err:
+        found = _USER_ERROR.findall(str(err))
+        if not found:
+            raise
+        kind, message = found[-1]
+        raise (DataError if kind == "DataError" else ConfigError)(message) from None
 
 
 def _patterns(paths: str | list[str]) -> list[str]:
