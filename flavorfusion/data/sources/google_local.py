@@ -69,6 +69,7 @@ class _ReviewLine(msgspec.Struct):
 
 
 _decode_review_line = msgspec.json.Decoder(_ReviewLine).decode
+_heapify, _heappushpop = heapq.heapify, heapq.heappushpop  # bound once: RecentReviews.add runs per candidate
 T = TypeVar("T")
 REVIEW_DROP_REASONS = (
     "blank_line",
@@ -114,6 +115,10 @@ def split_translation(text: str) -> tuple[str, str | None]:
         original, _, english = tail.partition(TRANSLATED_MARK)
     original = original.strip()
     return english.strip(), original or None
+
+
+def _no_progress() -> None:
+    pass
 
 
 def _text_or_none(value: object) -> str | None:
@@ -244,14 +249,17 @@ def scan_reviews(
     text or None, reviewer name or None), and `user_id, text` what tells duplicates apart. Every other
     line is counted in `dropped` under its reason, and `dropped["lines"]` gets the number of lines
     read. `progress` is called every 16,384 lines. (A call, not a generator: cheaper per line.)"""
-    decode = _decode_review_line
+    # locals, not globals or attributes, in the loop: it runs for every line
+    decode, lookup, gmap_key, value_at = _decode_review_line, restaurants.get, _GMAP_KEY, _GMAP_VALUE_AT
+    user_ids, numbers, unset, mark = _USER_ID, _NUMBER, UNSET, TRANSLATED_MARK
+    progress = progress or _no_progress
     order = first_order - 1
     counts = dropped
     dropped = dict.fromkeys(REVIEW_DROP_REASONS, 0)  # a plain dict, filled: faster updates in the loop
     try:
         for line in lines:
             order += 1
-            if progress is not None and not order & 0x3FFF:
+            if not order & 0x3FFF:
                 progress()
             if line.isspace() or not line:
                 dropped["blank_line"] += 1
@@ -260,13 +268,13 @@ def scan_reviews(
             # search from the end). Lines of other businesses, most of a file, are then dropped without
             # being parsed. Inlined: this runs for every line.
             target = None
-            at = line.rfind(_GMAP_KEY)
+            at = line.rfind(gmap_key)
             if at >= 0:
-                at += _GMAP_VALUE_AT
+                at += value_at
                 end = line.find(b'"', at)
                 if end > at:
                     business = line[at:end]
-                    target = restaurants.get(business)
+                    target = lookup(business)
                     if target is None and b"\\" not in business:
                         dropped["not_restaurant" if business in others else "unknown_business"] += 1
                         continue
@@ -281,12 +289,12 @@ def scan_reviews(
                     dropped["missing_field"] += 1
                     continue
                 business = gmap_id.encode()
-                target = restaurants.get(business)
+                target = lookup(business)
                 if target is None:
                     dropped["not_restaurant" if business in others else "unknown_business"] += 1
                     continue
             user_id, time, text = record.user_id, record.time, record.text
-            if user_id.__class__ not in _USER_ID or text is UNSET or time.__class__ not in _NUMBER:
+            if user_id.__class__ not in user_ids or text is unset or time.__class__ not in numbers:
                 dropped["missing_field"] += 1
                 continue
             if text is None:
@@ -295,7 +303,7 @@ def scan_reviews(
             if text.__class__ is not str:
                 dropped["missing_field"] += 1
                 continue
-            if TRANSLATED_MARK in text:
+            if mark in text:
                 english, original = split_translation(text)
             else:
                 english, original = text, None
@@ -348,11 +356,11 @@ class RecentReviews:
         if cap is None or n < cap:
             reviews.append(review)
             if n + 1 == cap:
-                heapq.heapify(reviews)
-        elif review[TIME] < reviews[0][TIME]:  # older than all it competes with: out at once
+                _heapify(reviews)
+        elif review[0] < reviews[0][0]:  # older (TIME) than all it competes with: out at once
             self.over_cap += 1
         else:
-            heapq.heappushpop(reviews, review)  # the oldest of cap + 1 goes
+            _heappushpop(reviews, review)  # the oldest of cap + 1 goes
             self.over_cap += 1
 
     def newest_first(self) -> list[tuple]:
