@@ -49,11 +49,18 @@ def open_lines(url: str, *, desc: str, progress: bool = True) -> Iterator[LineFi
         tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=None if progress else True) as bar,
     ):
         reader = line_reader(raw, path, buffered=local)
-        try:
+        with read_errors(url):
             yield LineFile(reader, raw, bar)
-        except (OSError, EOFError) as err:  # a truncated or corrupt .gz: stop, and say which
-            raise DataError(f"cannot read {url}: {err}") from None
         bar.update(size - bar.n)
+
+
+@contextlib.contextmanager
+def read_errors(url: str) -> Iterator[None]:
+    """A truncated or corrupt file (a .gz cut short) stops the read with a DataError naming it."""
+    try:
+        yield
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot read {url}: {err}") from None
 
 
 def line_reader(raw, path: str, buffered: bool = False):

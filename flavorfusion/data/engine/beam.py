@@ -27,6 +27,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from apache_beam.pvalue import TaggedOutput
 from omegaconf import OmegaConf
 
 from flavorfusion.data.engine import PrepareTask
-from flavorfusion.data.jsonlines import line_reader
+from flavorfusion.data.jsonlines import line_reader, read_errors
 from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.report import PrepareReport, Tally, input_tally, report_path
 from flavorfusion.data.sources.google_local import (
@@ -57,6 +58,7 @@ from flavorfusion.data.sources.google_local import (
 )
 from flavorfusion.data.writer import output_file
 from flavorfusion.errors import ConfigError, DataError
+from flavorfusion.io import atomic_output
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -189,8 +191,7 @@ class BeamEngine:
         report = PrepareReport(source=source.name, output=output, format="parquet")
         report.add_input("meta", files["meta"])
         report.add_input("reviews", files["reviews"])
-        staging = _staging_dir(output)
-        try:
+        with staged_output(output) as staging:
             pipeline = self._pipeline(self.options(_job_name()))
             build_pipeline(pipeline, files, settings, staging)
             with _quiet_workers(self.runner == "FnApiRunner"), _user_errors_from_workers():
@@ -201,9 +202,10 @@ class BeamEngine:
             report.add_tally(tally, grouping=grouping.details())
             report.check()
             FileSystems.delete([f"{staging}/{TALLY_FILE}"])
-            _publish(staging, output)
-        finally:
-            remove_tree(staging)
+            _at_least_one_shard(staging)
+            # the old report goes before the shards move: none stands beside a half-moved output
+            if FileSystems.exists(report_path(output)):
+                FileSystems.delete([report_path(output)])
         report.seconds = round(time.perf_counter() - started, 3)
         with output_file(report_path(output)) as tmp:  # last: a report beside shards means they are complete
             report.save(tmp)
@@ -232,17 +234,20 @@ class BeamEngine:
 
 
 # -- what workers need: plain values, picklable --------------------------------------------------------
+@dataclass(frozen=True)
 class PipelineSettings:
     """The rules' settings as plain values; the grouping and the language identifier are rebuilt on
     each worker from their config (their models are not pickled)."""
 
-    def __init__(self, *, categories, min_chars, max_chars, cap, grouping_cfg, language_id_cfg,
-                 lines_per_batch, businesses_per_batch, num_shards):
-        self.categories = frozenset(categories)
-        self.min_chars, self.max_chars, self.cap = min_chars, max_chars, cap
-        self.grouping_cfg, self.language_id_cfg = grouping_cfg, language_id_cfg
-        self.lines_per_batch, self.businesses_per_batch = lines_per_batch, businesses_per_batch
-        self.num_shards = num_shards
+    categories: frozenset[str]
+    min_chars: int
+    max_chars: int
+    cap: int | None
+    grouping_cfg: dict
+    language_id_cfg: dict | None
+    lines_per_batch: int
+    businesses_per_batch: int
+    num_shards: int
 
     @classmethod
     def from_config(cls, cfg: DictConfig, source: GoogleLocalSource, engine: BeamEngine) -> PipelineSettings:
@@ -302,7 +307,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: dict[str, list[str]], setting
     _ = (
         (index | "MetaTally" >> beam.Map(BusinessIndex.tally), scanned.tally, capped.tally, grouped.tally)
         | "AllTallies" >> beam.Flatten()
-        | "SumTallies" >> beam.CombineGlobally(SumTallies())
+        | "SumTallies" >> beam.CombineGlobally(_sum_tallies)
         | "WriteTally" >> beam.Map(write_tally, f"{staging}/{TALLY_FILE}")
     )
 
@@ -317,28 +322,15 @@ def _merge_in_file_order(parts: list[tuple[int, BusinessIndex]]) -> BusinessInde
     return merge_indexes(index for _, index in sorted(parts, key=lambda part: part[0]))
 
 
-class _open_lines:
+@contextlib.contextmanager
+def _open_lines(url: str) -> Iterator[Iterator[bytes]]:
     """The lines of a file through Beam's filesystems (local, gs://), decompressed by its name."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self) -> Iterator[bytes]:
-        try:
-            self._raw = FileSystems.open(self.url, compression_type=CompressionTypes.UNCOMPRESSED)
-        except Exception as err:  # Beam wraps a missing file in its own error types
-            raise DataError(f"cannot open {self.url}: {err}") from None
-        return _checked(line_reader(self._raw, self.url), self.url)
-
-    def __exit__(self, *exc) -> None:
-        self._raw.close()
-
-
-def _checked(lines: Iterable[bytes], url: str) -> Iterator[bytes]:
     try:
-        yield from lines
-    except (OSError, EOFError) as err:  # a truncated or corrupt .gz: stop, and say which
-        raise DataError(f"cannot read {url}: {err}") from None
+        raw = FileSystems.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
+    except Exception as err:  # Beam wraps a missing file in its own error types
+        raise DataError(f"cannot open {url}: {err}") from None
+    with raw, read_errors(url):
+        yield line_reader(raw, url)
 
 
 class ReadLineBatches(beam.DoFn):
@@ -423,22 +415,11 @@ class GroupRows(beam.DoFn):
         yield TaggedOutput("tally", tally)
 
 
-class SumTallies(beam.CombineFn):
-    def create_accumulator(self) -> Tally:
-        return Tally()
-
-    def add_input(self, total: Tally, tally: Tally) -> Tally:
+def _sum_tallies(tallies: Iterable[Tally]) -> Tally:
+    total = Tally()
+    for tally in tallies:
         total.update(tally)
-        return total
-
-    def merge_accumulators(self, totals: Iterable[Tally]) -> Tally:
-        merged = Tally()
-        for total in totals:
-            merged.update(total)
-        return merged
-
-    def extract_output(self, total: Tally) -> Tally:
-        return total
+    return total
 
 
 def write_tally(tally: Tally, path: str) -> None:
@@ -480,14 +461,22 @@ def _descendants(components, transform_id: str):
 
 
 # -- staging and publishing the shards -----------------------------------------------------------------
-def _staging_dir(output: str) -> str:
-    """A fresh directory beside `output` (same filesystem: the shards are renamed, not copied)."""
-    parent, name = os.path.split(output)
+@contextlib.contextmanager
+def staged_output(output: str) -> Iterator[str]:
+    """A staging directory beside `output` whose shards replace `output` when the block succeeds:
+    locally `io.atomic_output` (one rename), on object stores object by object. A failed block
+    leaves `output` as it was and no staging behind."""
     if "://" not in output:
-        from flavorfusion.io import writable_parent
-
-        parent = writable_parent(output)
-    return f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+        with atomic_output(output) as staging:
+            yield staging
+        return
+    parent, name = output.rsplit("/", 1)
+    staging = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield staging
+        publish_objects(_shards(staging), output)
+    finally:
+        remove_tree(staging)
 
 
 SHARD_NAME = re.compile(rf"{SHARD_PREFIX}-\d{{5}}-of-\d{{5}}\.parquet")
@@ -531,24 +520,17 @@ def remove_tree(path: str) -> None:
         FileSystems.delete(files)
 
 
-def _publish(staging: str, output: str) -> None:
-    """Replace `output` with the shards in `staging`: one rename locally, object by object on
-    object stores (the old report goes first, so no report stands beside a half-moved output)."""
-    shards = [m.path for m in FileSystems.match([f"{staging}/{SHARD_PREFIX}-*"])[0].metadata_list]
-    if not shards:
-        # nothing passed the filters: still leave a readable, empty dataset
+def _shards(directory: str) -> list[str]:
+    return [m.path for m in FileSystems.match([f"{directory}/{SHARD_PREFIX}-*"])[0].metadata_list]
+
+
+def _at_least_one_shard(staging: str) -> None:
+    """Nothing passed the filters: still leave a readable, empty dataset."""
+    if not _shards(staging):
         import pyarrow.parquet as pq
 
         with FileSystems.create(f"{staging}/{SHARD_PREFIX}-00000-of-00001.parquet") as f:
             pq.write_table(pa.Table.from_pylist([], schema=SCHEMA), f)
-        shards = [f"{staging}/{SHARD_PREFIX}-00000-of-00001.parquet"]
-    if FileSystems.exists(report_path(output)):
-        FileSystems.delete([report_path(output)])
-    if "://" not in output:
-        remove_tree(output)
-        os.replace(staging, output)
-        return
-    publish_objects(shards, output)
 
 
 def publish_objects(shards: list[str], output: str) -> None:
