@@ -1,5 +1,6 @@
 """FlavorFusion: culture-aware multi-document summaries of restaurant reviews."""
 
+import flavorfusion.config  # noqa: E402,F401  (registers the config schemas in Hydra's ConfigStore)
 from flavorfusion.import_noise import drop_torchao_import_noise
 from flavorfusion.resources import register_resolvers
 

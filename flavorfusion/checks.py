@@ -1,23 +1,20 @@
-"""Checks of a composed config, run before anything heavy loads; each error names its key.
+"""Start-up checks of a composed config, run before anything heavy loads; each error names its key.
 
-One function per stage: `validate_train` (also run by the Vertex launcher on every job of a sweep, with
-`check_files=False`, then `check_data_files`), `validate_prepare` (+ `prepare_output` once the output is
-needed) and `validate_evaluate`. Checks that belong to one part live beside it and are called from here
-(`compression.validate_compression`, which holds the only `prune.amount` check).
+Types, unknown keys and value ranges belong to the schemas (`flavorfusion.config`): `check_config` runs them. What
+stays here needs the outside world: files that must exist or be writable, packages a chosen backend needs, what
+an export on disk is. One function per stage: `validate_train` (also run by the Vertex launcher on every job of a
+sweep, with `check_files=False`, then `check_data_files`), `validate_prepare` (+ `prepare_output` once the output is
+needed), `validate_evaluate`, `validate_summarize` and `validate_serve`.
 """
 
 import os
 
 from omegaconf import DictConfig, OmegaConf
 
-from flavorfusion.compression import validate_compression
+from flavorfusion.config import check_config
+from flavorfusion.config.model import ModelSource
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import writable_parent
-
-
-def _require(ok: bool, key: str, value, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value} {expected}")
 
 
 def check_no_missing_values(cfg: DictConfig) -> None:
@@ -27,31 +24,22 @@ def check_no_missing_values(cfg: DictConfig) -> None:
         raise ConfigError(f"{', '.join(missing)}: missing value (???); set it on the command line")
 
 
-def validate_data(data: DictConfig) -> None:
-    _require(0 < data.test_ratio < 1, "data.test_ratio", data.test_ratio, "must be in (0, 1)")
-    for key in ("max_source_length", "max_target_length", "batch_size", "max_docs_per_review"):
-        _require(data[key] is not None and data[key] > 0, f"data.{key}", data[key], "must be a positive integer")
-    k = data.k_top_longest
-    _require(k is None or k > 0, "data.k_top_longest", k, "must be a positive integer or null")
-    if k is not None:
-        _require(data.max_docs_per_review <= k, "data.max_docs_per_review", data.max_docs_per_review,
-                 f"must not exceed data.k_top_longest={k}")
-    _require(data.subset is None or data.subset > 0, "data.subset", data.subset, "must be a positive integer or null")
-    batch_tokens = data.get("batch_tokens")
-    _require(batch_tokens is None or batch_tokens >= data.max_source_length, "data.batch_tokens", batch_tokens,
-             f"must be null or at least data.max_source_length={data.max_source_length}")
-    columns = data.columns
-    for key in ("id", "reviews"):
-        _require(bool(columns.get(key)), f"data.columns.{key}", columns.get(key), "must name a column")
-
-
 def _check_trainable_export(model: DictConfig) -> None:
     """A quantized export can be evaluated or served, not trained (W&B artifacts are checked once downloaded)."""
     from flavorfusion.models.quantized import refuse_for_training  # torch: imported only when a train runs
 
-    path = model.get("name_or_path")
-    if path and not model.get("wandb_artifact") and os.path.isdir(path):
-        refuse_for_training(path, "model.name_or_path")
+    if "name_or_path" not in model:
+        return
+    source = ModelSource.parse(model.name_or_path, "model.name_or_path")
+    if source.kind == "local" and os.path.isdir(source.location):
+        refuse_for_training(source.location, "model.name_or_path")
+
+
+def check_quantize_backend(quantize: DictConfig) -> None:
+    """The package the chosen quantization method needs is installed."""
+    from flavorfusion.compression.quantization import check_backend
+
+    check_backend(quantize.method)
 
 
 def check_data_files(data: DictConfig) -> list[str]:
@@ -71,33 +59,34 @@ def check_data_files(data: DictConfig) -> list[str]:
 def validate_train(cfg: DictConfig, check_files: bool = True) -> None:
     """Every check `train` runs at start-up, before the model loads (the Vertex launcher runs it per job)."""
     check_no_missing_values(cfg)
-    validate_data(cfg.data)
-    _require(cfg.model.get("trainable", True), "model", cfg.model.get("_target_"),
-             "is an extractive baseline: score it with `python -m flavorfusion.evaluate`, it has nothing to train")
-    _require(cfg.model.get("attention", "hf") in ("hf", "flex"), "model.attention", cfg.model.get("attention"),
-             "must be hf or flex")
-    validate_compression(cfg.prune, cfg.quantize)
+    check_config(cfg)
+    check_quantize_backend(cfg.quantize)
     _check_trainable_export(cfg.model)
-    if str(cfg.trainer.get("precision")) in ("16-mixed", "16") and cfg.model.get("optimizer", {}).get("fused") \
-            and cfg.trainer.get("gradient_clip_val"):
-        raise ConfigError("model.optimizer.fused=true cannot be combined with gradient clipping under "
-                          f"trainer.precision={cfg.trainer.precision} (the GradScaler unscales inside the fused "
-                          "step): set model.optimizer.fused=false, or use bf16-mixed")
-    if cfg.data.streaming:
-        _require(cfg.trainer.get("max_steps", -1) > 0, "trainer.max_steps", cfg.trainer.get("max_steps"),
-                 "must be set (> 0) with data.streaming=true: a stream has no length to count epochs by")
     if check_files:
         check_data_files(cfg.data)
 
 
+def check_model_limits(data: DictConfig, model_config) -> None:
+    """Training lengths the loaded model can take: `data.max_source_length` within its encoder positions (rounded
+    down to its attention window), `data.max_target_length` within its decoder positions."""
+    from flavorfusion.models.loading import source_limit, target_limit
+
+    for key, limit, what in (("max_source_length", source_limit(model_config), "encoder positions"),
+                             ("max_target_length", target_limit(model_config), "decoder positions")):
+        if data[key] > limit:
+            raise ConfigError(f"data.{key}={data[key]} is more than the model takes ({limit} {what}): set "
+                              f"data.{key}={limit} or less")
+
+
 def validate_prepare(cfg: DictConfig) -> None:
     """`python -m flavorfusion.prepare`: every `???` but `output` is set (a dry run writes nothing, so it needs
-    no output; `prepare_output` checks it when it is needed)."""
+    no output; `prepare_output` checks it when it is needed), and every value in range."""
     missing = [k for k in OmegaConf.missing_keys(cfg) if k != "output"]
     if missing:
         raise ConfigError(
             f"missing value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=PATH"
         )
+    check_config(cfg)
 
 
 def prepare_output(cfg: DictConfig, directory: bool = False) -> str:
@@ -112,20 +101,17 @@ def prepare_output(cfg: DictConfig, directory: bool = False) -> str:
     return output
 
 
-SPLITS = ("validation", "all")
-
-
 def validate_evaluate(cfg: DictConfig) -> None:
-    """`python -m flavorfusion.evaluate`: the split is one `evaluation` knows."""
-    _require(cfg.split in SPLITS, "split", cfg.split, f"must be one of {', '.join(SPLITS)}")
+    """`python -m flavorfusion.evaluate`: values set and in range."""
+    check_no_missing_values(cfg)
+    check_config(cfg)
 
 
 def validate_summarize(cfg: DictConfig) -> None:
-    """`python -m flavorfusion.summarize`: values set, sizes positive, and an output that can be written (checked
+    """`python -m flavorfusion.summarize`: values set and in range, and an output that can be written (checked
     before the model loads or anything generates)."""
     check_no_missing_values(cfg)
-    for key in ("batch_size", "part_size"):
-        _require(cfg[key] > 0, key, cfg[key], "must be a positive integer")
+    check_config(cfg)
     output = str(cfg.output)
     if os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory: give a file path such as summaries.parquet")
@@ -133,3 +119,11 @@ def validate_summarize(cfg: DictConfig) -> None:
         writable_parent(output)
     except DataError as err:
         raise ConfigError(f"output={output}: {err}") from None
+
+
+def validate_serve(cfg: DictConfig) -> None:
+    """`python -m flavorfusion.serve`: values in range and a summaries file that exists."""
+    check_config(cfg)
+    summaries = cfg.serve.summaries
+    if summaries and not str(summaries).startswith("gs://") and not os.path.exists(summaries):
+        raise ConfigError(f"serve.summaries={summaries} does not exist: give a `python -m flavorfusion.summarize` output")

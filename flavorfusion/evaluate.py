@@ -4,16 +4,13 @@ baselines on one data split, and write one report (tables, plot, every example).
 The entry point composes the config and reports user errors in one line; the stage is `flavorfusion.evaluation`.
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from flavorfusion.errors import exit_on_user_error
 from flavorfusion.evaluation import run
-from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.runs import hydra_entry_point
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-@exit_on_user_error
+@hydra_entry_point("evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

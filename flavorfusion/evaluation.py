@@ -15,12 +15,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.compression import measures
+from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.review_groups import ReviewTable, in_validation
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import DataError
 from flavorfusion.io import atomic_output
-from flavorfusion.metrics import SCORE_NAMES, check_multi_reference, rouge_per_example
+from flavorfusion.metrics import SCORE_NAMES, rouge_per_example
 from flavorfusion.models.inference import GroupSummarizer
 from flavorfusion.runs import instantiate_nodes
 
@@ -38,13 +39,6 @@ def load_groups(data: DictConfig, split: str) -> list[ReviewGroup]:
     if not groups:
         raise DataError(f"no review group with a reference summary in split={split} of data.path={data.path}")
     return groups
-
-
-def load_export(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path"):
-    """(model, tokenizer) of a local export (quantized or not), a W&B artifact or a Hub name."""
-    from flavorfusion.models.loading import load_pretrained
-
-    return load_pretrained(name_or_path, wandb_artifact, key=key)
 
 
 @dataclass
@@ -143,22 +137,26 @@ def build_variants(cfg: DictConfig):
         baseline = _instantiate_baseline(model_cfg)
         yield BaselineVariant(baseline.name, baseline, data)
     elif "name_or_path" in model_cfg:
-        path = model_cfg.name_or_path
-        model, tokenizer = load_export(path, model_cfg.get("wandb_artifact"))
-        yield ModelVariant(_label(path or model_cfg.wandb_artifact), model, tokenizer, data,
-                           path if path and os.path.isdir(path) else "")
+        yield _model_variant(model_cfg.name_or_path, "model.name_or_path", data)
     else:  # e.g. model=tiny: a Summarizer built from config
-        summarizer = instantiate(model_cfg, _convert_="all")
+        summarizer = instantiate(model_cfg, _convert_="all", generation=cfg.generation)
         yield ModelVariant(model_cfg._target_.rsplit(".", 1)[-1], summarizer.model, summarizer.tokenizer, data)
     for i, entry in enumerate(cfg.models or []):
-        is_artifact = ":" in entry and not os.path.exists(entry)
-        model, tokenizer = load_export(None if is_artifact else entry, entry if is_artifact else None,
-                                       key=f"models[{i}]")
-        yield ModelVariant(_label(entry), model, tokenizer, data, "" if is_artifact else entry)
+        yield _model_variant(entry, f"models[{i}]", data)
     first = cfg.model.get("_target_") if cfg.model.get("trainable", True) is False else None
     for name, node in (cfg.baselines or {}).items():
         if node is not None and node.get("_target_") != first:  # model=lexrank: scored once, first
             yield BaselineVariant(name, _instantiate_baseline(node), data)
+
+
+def _model_variant(name_or_path: str, key: str, data: DictConfig) -> "ModelVariant":
+    """A model source (`model.name_or_path` or an entry of `models`) loaded as a variant; its size is measured when
+    it is a local directory."""
+    from flavorfusion.models.loading import load_pretrained
+
+    source = ModelSource.parse(name_or_path, key)
+    model, tokenizer = load_pretrained(name_or_path, key=key)
+    return ModelVariant(_label(source.location), model, tokenizer, data, source.location if source.kind == "local" else "")
 
 
 def _instantiate_baseline(node: DictConfig):
@@ -169,7 +167,7 @@ def _instantiate_baseline(node: DictConfig):
 
 def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     """Score every variant; returns the report rows and one record per (variant, example)."""
-    multi_reference = check_multi_reference(OmegaConf.select(cfg, "metrics.multi_reference", default="mean"))
+    multi_reference = cfg.metrics.multi_reference
     if cfg.latency.threads:
         torch.set_num_threads(cfg.latency.threads)
     groups = load_groups(cfg.data, cfg.split)

@@ -9,10 +9,9 @@ import re
 
 from rouge_score import rouge_scorer
 
-from flavorfusion.errors import ConfigError
+from flavorfusion.config.stage import MULTI_REFERENCE
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-MULTI_REFERENCE = ("mean", "max")
 # `rouge_per_example(..., with_max=True)`: the ROUGE types (references combined by `multi_reference`),
 # then the same with the best reference (`rouge1_max`, ...)
 SCORE_NAMES = (*ROUGE_TYPES, *(f"{name}_max" for name in ROUGE_TYPES))
@@ -29,9 +28,10 @@ def sentence_lines(text: str) -> str:
     return "\n".join(split_sentences(text))
 
 
-def check_multi_reference(value: str, key: str = "metrics.multi_reference") -> str:
+def check_multi_reference(value: str) -> str:
+    """The argument is one this module knows (the config key `metrics.multi_reference` is checked by its schema)."""
     if value not in MULTI_REFERENCE:
-        raise ConfigError(f"{key}={value} must be one of {', '.join(MULTI_REFERENCE)}")
+        raise ValueError(f"multi_reference={value!r} must be one of {', '.join(MULTI_REFERENCE)}")
     return value
 
 

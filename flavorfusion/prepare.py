@@ -7,16 +7,13 @@ The entry point only composes the config and reports user errors in one line; th
 `flavorfusion.preparation.prepare`.
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from flavorfusion.errors import exit_on_user_error
 from flavorfusion.preparation import prepare
-from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.runs import hydra_entry_point
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="prepare", version_base="1.3")
-@exit_on_user_error
+@hydra_entry_point("prepare")
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

@@ -1,21 +1,85 @@
-"""Helpers the entry points and stages share: the config directory, building objects from `_target_` config
-nodes, writing a run's metrics."""
+"""Helpers the entry points and stages share: the config directory, the entry-point decorator, building objects
+from `_target_` config nodes, writing a run's metrics."""
 
+import contextlib
+import functools
 import json
 import os
+import re
+import sys
+from collections.abc import Callable
 from typing import Any
 
-from hydra.errors import InstantiationException
+import hydra
+from hydra.errors import CompactHydraException, InstantiationException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from flavorfusion.errors import ConfigError, find_user_error
+import flavorfusion.config  # noqa: F401  (registers the config schemas before Hydra composes)
+from flavorfusion.errors import ConfigError, exit_on_user_error, find_user_error
 from flavorfusion.io import atomic_output
 
 # The Hydra config directory (`conf/` beside the package), as an absolute path for `@hydra.main(config_path=...)`:
 # Hydra reads a relative "../conf" as a directory under `python -m flavorfusion.train`, but as a Python package
 # (`pkg://conf`, which does not exist) when the entry point runs as a console script (`flavorfusion-train`).
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def composition_error_line(err: BaseException) -> str:
+    """One line for a config that failed to compose: the full key, the value and what was expected."""
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    if isinstance(err, MissingConfigException) and err.options:  # `data=nope`
+        first = str(err).strip().splitlines()[0].strip()
+        return f"{first} (options: {', '.join(sorted(o for o in err.options if not o.startswith('_')))})"
+    full_key = getattr(cause, "full_key", None)
+    message = getattr(cause, "msg", None) or str(cause)
+    message = re.sub(r"\s+", " ", message.split("\n    full_key")[0]).strip()
+    override = re.search(r"override (\S+=\S*)", str(err))
+    if full_key:
+        if "not in" in message or "not in struct" in message:
+            return (f"{full_key}: no such key ({message}); check its spelling, or add a new one with "
+                    f"+{full_key}=VALUE")
+        return f"{full_key}: {message}" + (f" (from {override[1]})" if override else "")
+    return re.sub(r"\s+", " ", str(err)).strip()
+
+
+@contextlib.contextmanager
+def _composition_errors_raised():
+    """Hydra prints composition errors over several lines and exits 1; with HYDRA_FULL_ERROR it raises them instead,
+    for `hydra_entry_point` to print as one line."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
+def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """`@hydra.main` on conf/<config_name>.yaml for a stage's entry point, with one error contract: a config that does
+    not compose (wrong type, unknown key, unknown option) and a FlavorFusionError raised by the stage each end as
+    one line `error: ...` on stderr with exit status 2."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
+            exit_on_user_error(task))
+
+        @functools.wraps(task)
+        def main() -> Any:
+            with _composition_errors_raised():
+                try:
+                    return hydra_main()
+                except (CompactHydraException, OmegaConfBaseException) as err:
+                    print(f"error: {composition_error_line(err)}", file=sys.stderr)
+                    raise SystemExit(2) from None
+
+        return main
+
+    return decorate
 
 
 def instantiate_nodes(nodes: DictConfig | None) -> list:

@@ -1,7 +1,7 @@
 """`python -m flavorfusion.serve`: serve exports over HTTP, each loaded once per process (docs/serving.md).
 
-    python -m flavorfusion.serve model.path=outputs/.../model serve.port=8080
-    python -m flavorfusion.serve model.path=DIR 'serve.variants={int8: DIR_INT8}' serve.summaries=summaries.parquet
+    python -m flavorfusion.serve model.name_or_path=outputs/.../model serve.port=8080
+    python -m flavorfusion.serve model.name_or_path=DIR 'serve.variants={int8: DIR_INT8}' serve.summaries=summaries.parquet
 
 The entry point composes the config, picks the port (Vertex AI's AIP_HTTP_PORT, else Cloud Run's PORT, else
 serve.port) and the routes, and runs uvicorn; the app is `flavorfusion.serving.app`.
@@ -11,11 +11,11 @@ import logging
 import os
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from flavorfusion.errors import FlavorFusionError, exit_on_user_error
-from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.checks import validate_serve
+from flavorfusion.errors import FlavorFusionError
+from flavorfusion.runs import hydra_entry_point
 from flavorfusion.serving.app import Settings, create_app
 from flavorfusion.serving.page import Catalog
 from flavorfusion.serving.variants import load_variant, variant_sources
@@ -30,11 +30,11 @@ def port_of(cfg: DictConfig) -> int:
     return int(cfg.serve.port)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
-@exit_on_user_error
+@hydra_entry_point("serve")
 def main(cfg: DictConfig) -> None:
     import uvicorn
 
+    validate_serve(cfg)
     sources = variant_sources(cfg)
     s = cfg.serve
     catalog = Catalog.from_parquet(s.summaries, s.min_group_reviews) if s.summaries else None

@@ -29,7 +29,7 @@ from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
-from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+from flavorfusion.models.inference import inference_summarizer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ OUTPUT_SCHEMA = pa.schema(
         ("group_confidence", pa.float64()),
         ("n_reviews", pa.int32()),
         ("summary", pa.string()),
-        ("model", pa.string()),  # the path, Hub name or W&B artifact it was loaded from
+        ("model", pa.string()),  # the model source it was loaded from (model.name_or_path)
         ("model_sha256", pa.string()),  # of its weights: two outputs from the same weights say so
         ("generation", pa.string()),  # the generation settings, as JSON
     ]
@@ -144,9 +144,10 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
     table = ReviewTable.from_config(cfg.data)
     groups, skipped = table.groups()  # unknown columns fail here, naming the column and the file
     start = time.perf_counter()
-    model, tokenizer = load_pretrained(cfg.model.path, cfg.model.get("wandb_artifact"), key="model.path")
+    model, tokenizer = load_pretrained(cfg.model.name_or_path)
     generation = OmegaConf.to_container(cfg.generation, resolve=True)
-    provenance = {"model": str(cfg.model.get("wandb_artifact") or cfg.model.path), "model_sha256": weights_sha256(model),
+    # hashed as loaded, before placing: the same weights give the same hash on any device and dtype
+    provenance = {"model": str(cfg.model.name_or_path), "model_sha256": weights_sha256(model),
                   "generation": json.dumps(generation, sort_keys=True)}
     done, found = done_ids(output)
     check_same_provenance(found, provenance["model_sha256"], provenance["generation"], output)
@@ -158,12 +159,8 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
         log.info("nothing to do: all %d review groups of data.path are in %s", len(groups), output)
         return SummarizeReport(output, len(groups), already, 0, dict(skipped), time.perf_counter() - start)
 
-    model, device, dtype, _ = place_for_inference(model, cfg.device, cfg.dtype)
-    if cfg.model.get("attention", "hf") != "hf":
-        from flavorfusion.models.attention import set_encoder_attention
-
-        set_encoder_attention(model, cfg.model.attention)
-    summarizer = GroupSummarizer(model, tokenizer, cfg.data)
+    summarizer, device, dtype, _ = inference_summarizer(model, tokenizer, cfg.data, device=cfg.device, dtype=cfg.dtype,
+                                                        attention=cfg.model.attention)
     features = summarizer.encode(todo)
     # longest first: similar lengths share a batch (little padding), and memory peaks in the first batch
     order = sorted(range(len(todo)), key=lambda i: len(features[i]["input_ids"]), reverse=True)

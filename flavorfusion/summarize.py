@@ -6,16 +6,13 @@ The entry point only composes the config and reports user errors in one line; th
 `flavorfusion.summarization.summarize`.
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from flavorfusion.errors import exit_on_user_error
-from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.runs import hydra_entry_point
 from flavorfusion.summarization import summarize
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="summarize")
-@exit_on_user_error
+@hydra_entry_point("summarize")
 def main(cfg: DictConfig) -> None:
     report = summarize(cfg)
     print(f"{report.output}: {report.total} review groups, {report.already_done} already done, "

@@ -4,20 +4,18 @@ The entry point only composes the config and reports user errors in one line; th
 `flavorfusion.training.train`, which tests and other code call directly.
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from flavorfusion.errors import exit_on_user_error
-from flavorfusion.runs import CONFIG_DIR
+from flavorfusion.runs import hydra_entry_point
 from flavorfusion.training import train
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@exit_on_user_error
-def main(cfg: DictConfig) -> float | None:
+@hydra_entry_point("train")
+def main(cfg: DictConfig) -> float | list[float | None] | None:
     result = train(cfg)
-    # the value a Hydra sweeper optimizes
-    return result.metrics.get(cfg.get("optimized_metric", "val/rougeL"))
+    # what a Hydra sweeper optimizes: one metric, or one value per objective
+    metric = cfg.optimized_metric
+    return result.metrics.get(metric) if isinstance(metric, str) else [result.metrics.get(m) for m in metric]
 
 
 if __name__ == "__main__":

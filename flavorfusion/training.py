@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion import provenance, tracking
-from flavorfusion.checks import validate_train
+from flavorfusion.checks import check_model_limits, validate_train
 from flavorfusion.compression import export_quantized_model, finalize_pruning, model_artifact_type
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.runs import instantiate_nodes, write_metrics
@@ -102,7 +102,8 @@ def drop_callbacks_needing_a_logger(callbacks: list, loggers: list) -> list:
 
 def build(cfg: DictConfig) -> Built:
     log.info("model <%s>", cfg.model._target_)
-    summarizer = instantiate(cfg.model, _convert_="all")
+    summarizer = instantiate(cfg.model, _convert_="all", generation=cfg.generation)
+    check_model_limits(cfg.data, summarizer.model.config)  # before the Trainer is built
     datamodule = instantiate(cfg.data, _convert_="all", tokenizer=summarizer.tokenizer,
                              attention_window=summarizer.attention_window)
     callbacks = instantiate_nodes(cfg.callbacks)

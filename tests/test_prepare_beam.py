@@ -260,7 +260,7 @@ def test_summarize_reads_the_shards_directory(pair, tmp_path, tokenizer):
                              f"output={groups}"]))
     export = save_pretrained(build_tiny_led(tokenizer), tokenizer, str(tmp_path / "model"))
     output = tmp_path / "summaries.parquet"
-    report = summarize(compose_summarize([f"model.path={export}", f"data.path={groups}", f"output={output}"]))
+    report = summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups}", f"output={output}"]))
     rows = pq.read_table(output).to_pylist()
     assert report.generated == len(rows) == 3
     assert sorted(r["id"] for r in rows) == ["g_r1:en", "g_r1:es", "g_r2:en"]

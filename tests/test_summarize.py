@@ -53,7 +53,7 @@ def read_output(path) -> list[dict]:
 
 def test_one_row_per_group_with_its_fields_model_and_settings(export, groups_file, tmp_path):
     output = tmp_path / "summaries.parquet"
-    report = summarize(compose_summarize([f"model.path={export}", f"data.path={groups_file}", f"output={output}"]))
+    report = summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups_file}", f"output={output}"]))
     rows = read_output(output)
     assert report.generated == len(rows) == 160 and report.skipped == {"empty_reviews": 1}
     assert sorted(r["id"] for r in rows) == [f"qs-{i:03d}" for i in range(160)]
@@ -67,14 +67,14 @@ def test_one_row_per_group_with_its_fields_model_and_settings(export, groups_fil
 
     # a rerun writes nothing new
     mtime = os.path.getmtime(output)
-    again = summarize(compose_summarize([f"model.path={export}", f"data.path={groups_file}", f"output={output}"]))
+    again = summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups_file}", f"output={output}"]))
     assert again.generated == 0 and again.already_done == 160
     assert os.path.getmtime(output) == mtime
 
 
 def test_killed_run_resumes_and_writes_every_group_once(export, groups_file, tmp_path):
     output = tmp_path / "summaries.parquet"
-    args = [f"model.path={export}", f"data.path={groups_file}", f"output={output}", "part_size=16",
+    args = [f"model.name_or_path={export}", f"data.path={groups_file}", f"output={output}", "part_size=16",
             f"hydra.run.dir={tmp_path}/run", *FAST, "batch_size=4"]
     process = subprocess.Popen([sys.executable, "-m", "flavorfusion.summarize", *args], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -98,10 +98,10 @@ def test_killed_run_resumes_and_writes_every_group_once(export, groups_file, tmp
 
 def test_another_model_for_an_existing_output_is_refused(export, groups_file, tmp_path, tokenizer):
     output = tmp_path / "summaries.parquet"
-    summarize(compose_summarize([f"model.path={export}", f"data.path={groups_file}", f"output={output}",
+    summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups_file}", f"output={output}",
                                  "data.subset=8"]))
     with pytest.raises(ConfigError, match=r"output=.*written by another model or other generation settings"):
-        summarize(compose_summarize([f"model.path={export}", f"data.path={groups_file}", f"output={output}",
+        summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups_file}", f"output={output}",
                                      "generation.num_beams=2"]))
 
 
@@ -112,19 +112,19 @@ def test_unwritable_output_fails_before_the_model_loads(groups_file, tmp_path, m
     blocked = tmp_path / "file"
     blocked.write_text("")
     with pytest.raises(ConfigError, match=r"^output=.*: cannot create"):
-        summarize(compose_summarize([f"model.path={tmp_path}", f"data.path={groups_file}",
+        summarize(compose_summarize([f"model.name_or_path={tmp_path}", f"data.path={groups_file}",
                                      f"output={blocked}/out/summaries.parquet"]))
 
 
 def test_unknown_column_names_the_column_and_file(export, groups_file, tmp_path):
     with pytest.raises(DataError, match=r"column 'text' not found in .*groups.parquet"):
-        summarize(compose_summarize([f"model.path={export}", f"data.path={groups_file}", "data.columns.reviews=text",
+        summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups_file}", "data.columns.reviews=text",
                                      f"output={tmp_path}/s.parquet"]))
 
 
 def test_model_path_without_a_model_is_one_line_naming_the_key(groups_file, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_module("flavorfusion.summarize", f"model.path={tmp_path}/empty", f"data.path={groups_file}",
+    result = run_module("flavorfusion.summarize", f"model.name_or_path={tmp_path}/empty", f"data.path={groups_file}",
                         f"output={tmp_path}/s.parquet", f"hydra.run.dir={tmp_path}/run")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: model.path={tmp_path}/empty holds no model weights"
+    assert result.stderr.strip().splitlines()[-1] == f"error: model.name_or_path={tmp_path}/empty holds no model weights"

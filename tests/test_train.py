@@ -112,8 +112,7 @@ def test_wandb_artifact_reference_downloads_and_loads(trained, monkeypatch):
             return FakeArtifact()
 
     monkeypatch.setattr(wandb, "Api", FakeApi)
-    summarizer = Summarizer.from_pretrained(None, wandb_artifact="me/FlavorFusion/model-x:latest",
-                                            optimizer=torch.optim.AdamW)
+    summarizer = Summarizer.from_pretrained("wandb:me/FlavorFusion/model-x:latest", optimizer=torch.optim.AdamW)
     assert requested["reference"] == "me/FlavorFusion/model-x:latest" and requested["type"] == "model"
     assert summarizer.model.config.d_model == trained[1].summarizer.model.config.d_model
 

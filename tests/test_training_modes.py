@@ -60,7 +60,7 @@ def export(tmp_path_factory, tokenizer):
 
 
 PRETRAINED = [*FAST, "model=primera", "+callbacks.mode_probe._target_=tests.test_training_modes.ModeProbe",
-              "model.generation.max_new_tokens=8", "model.generation.min_new_tokens=2", "model.optimizer.lr=1e-3"]
+              "generation.max_new_tokens=8", "generation.min_new_tokens=2", "model.optimizer.lr=1e-3"]
 
 
 @pytest.mark.parametrize("source", ["path", "wandb_artifact"])
@@ -75,7 +75,7 @@ def test_export_trains_in_training_mode_and_validates_in_eval_mode(export, tmp_p
                 return export
 
         monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"artifact": lambda s, r, type: FakeArtifact()})())
-        overrides = ["model.name_or_path=null", "model.wandb_artifact=me/FlavorFusion/model-x:v0"]
+        overrides = ["model.name_or_path=wandb:me/FlavorFusion/model-x:v0"]
     result = train(compose_train([*PRETRAINED, *overrides], tmp_path))
     seen = ModeProbe.seen
     assert seen["train"] and all(n == seen["modules"] for n in seen["train"])  # every module, every step
@@ -124,7 +124,7 @@ def test_dropout_makes_two_training_passes_differ(export):
 ], ids=["no-logger", "no-validation-no-checkpoint", "no-validation", "no-checkpoint-callback"])
 def test_runs_without_logger_validation_or_checkpoint_finish_and_export(export, tmp_path, overrides):
     result = train(compose_train([*FAST, "model=primera", f"model.name_or_path={export}",
-                                  "model.generation.max_new_tokens=4", *overrides], tmp_path))
+                                  "generation.max_new_tokens=4", *overrides], tmp_path))
     assert (tmp_path / "model" / "model.safetensors").is_file()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     scored = "logger=none" in overrides and len(overrides) == 1

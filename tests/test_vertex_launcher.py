@@ -21,7 +21,6 @@ from hydra_plugins.vertex_launcher._engine import FAILED, RUNNING, SUCCEEDED, Jo
 from hydra_plugins.vertex_launcher._jobs import JobFailedError
 from hydra_plugins.vertex_launcher.client import VertexJobClient
 from hydra_plugins.vertex_launcher.vertex import (
-    VertexSettings,
     forwarded_hydra_overrides,
     override,
     parse_timeout,
@@ -169,11 +168,10 @@ def test_a_missing_required_key_is_named(missing):
         settings_from(params)
 
 
-def settings_from(params: dict) -> VertexSettings:
+def settings_from(params: dict):
     from hydra_plugins.vertex_launcher.config import VertexLauncherConf
 
-    defaults = OmegaConf.to_container(OmegaConf.structured(VertexLauncherConf))
-    return VertexSettings.from_params({**defaults, **params}, default_run_id="r0")
+    return VertexLauncherConf(**params).checked(default_run_id="r0")
 
 
 @pytest.mark.parametrize("value, seconds", [("3600", 3600), ("90m", 5400), ("24h", 86400), ("7d", 604800),

@@ -6,22 +6,8 @@ import logging
 from omegaconf import DictConfig
 
 from flavorfusion import tracking
-from flavorfusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def validate_compression(prune: DictConfig, quantize: DictConfig) -> None:
-    """Checks of `prune.*` and `quantize.*` that need no model, run before anything loads."""
-    from flavorfusion.compression.pruning import validate_amount, validate_schedule
-    from flavorfusion.compression.quantization import validate_quantize
-
-    validate_amount(prune.get("amount", 0.0))
-    if "schedule" in prune:
-        validate_schedule(prune.schedule)
-    if prune.get("suffixes") is not None and len(prune.suffixes) == 0:  # null: the default layers
-        raise ConfigError("prune.suffixes is empty: name at least one module suffix, e.g. [fc1, fc2]")
-    validate_quantize(quantize)
 
 
 def model_artifact_type(prune: DictConfig) -> str:

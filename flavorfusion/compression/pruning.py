@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelPruning
 from torch import nn
 from torch.nn.utils import prune
 
+from flavorfusion.config.prune import SCHEDULES, check_amount, check_schedule  # noqa: F401
 from flavorfusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,19 +30,6 @@ log = logging.getLogger(__name__)
 # (`compression.measures.sparsity`). fc1/fc2: FFN; output/out_proj: attention output projections
 # (encoder/decoder); query_global/key_global/value_global: the Longformer global-attention projections.
 DEFAULT_SUFFIXES = ("fc1", "fc2", "output", "out_proj", "query_global", "key_global", "value_global")
-SCHEDULES = ("oneshot", "gradual")
-
-
-def validate_amount(amount: float) -> None:
-    if not 0 <= amount < 1:
-        raise ConfigError(f"prune.amount={amount} must be in [0, 1)")
-
-
-def validate_schedule(schedule: str) -> None:
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"prune.schedule={schedule} must be one of {', '.join(SCHEDULES)}")
-
-
 def select_linear_modules(model: nn.Module, suffixes: Sequence[str]) -> list[tuple[str, nn.Linear]]:
     """The Linear modules whose names end with one of `suffixes`; a suffix that matches none is an error."""
     selected = []
@@ -78,8 +66,8 @@ class _Schedule:
     current: float = 0.0
 
     def _init_schedule(self, amount: float, schedule: str) -> None:
-        validate_amount(amount)
-        validate_schedule(schedule)
+        check_amount(amount)  # the schema's checks: the callbacks are also built in Python, without a config
+        check_schedule(schedule)
         self.amount, self.schedule, self.current = amount, schedule, 0.0
 
     def target_for(self, trainer: L.Trainer, epoch: int) -> float:

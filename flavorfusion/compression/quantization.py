@@ -39,12 +39,10 @@ log = logging.getLogger(__name__)
 BACKENDS = {"none": None, "int8_dynamic": "torchao", "woq_int8": "neural_compressor", "woq_int4": "neural_compressor"}
 
 
-def validate_quantize(quantize) -> None:
-    """One-line ConfigError naming the key when the method is unknown or its backend is missing."""
-    method = quantize.get("method", "none")
-    if method not in BACKENDS:
-        raise ConfigError(f"quantize.method={method} is not one of {', '.join(BACKENDS)}")
-    backend = BACKENDS[method]
+def check_backend(method: str) -> None:
+    """One-line ConfigError naming the key when the package a method needs is not installed (the method itself is
+    checked by its schema, flavorfusion.config.quantize)."""
+    backend = BACKENDS.get(method)
     if backend and importlib.util.find_spec(backend) is None:
         raise ConfigError(f"quantize.method={method} needs the `{backend}` package, which is not installed "
                           f"({INSTALL_HINT})")

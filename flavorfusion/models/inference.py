@@ -4,6 +4,8 @@
 `place_for_inference`.
 """
 
+import logging
+
 import torch
 
 from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
@@ -11,7 +13,9 @@ from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import ConfigError
 from flavorfusion.models.generation import generate_ids
-from flavorfusion.models.loading import attention_window
+from flavorfusion.models.loading import attention_window, source_limit, target_limit
+
+log = logging.getLogger(__name__)
 
 
 class GroupSummarizer:
@@ -20,7 +24,14 @@ class GroupSummarizer:
 
     def __init__(self, model, tokenizer, data):
         self.model, self.tokenizer = model, tokenizer
-        self.encoder = ExampleEncoder(tokenizer, ReviewSelection.from_config(data), data.max_source_length,
+        self.max_source_length = min(data.max_source_length, source_limit(model.config))
+        if self.max_source_length < data.max_source_length:
+            # PRIMERA's encoding gives every review an equal share of the budget, so truncation stays fair
+            log.info("data.max_source_length=%d is more than the model takes: inputs are truncated to its %d "
+                     "encoder positions", data.max_source_length, self.max_source_length)
+        self.max_new_tokens = target_limit(model.config)
+        self._capped_logged = False
+        self.encoder = ExampleEncoder(tokenizer, ReviewSelection.from_config(data), self.max_source_length,
                                       data.max_target_length)
         self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
                                         pad_to_multiple_of=data.pad_to_multiple_of or attention_window(model.config))
@@ -29,6 +40,13 @@ class GroupSummarizer:
         return [{"input_ids": self.encoder.validation_example(g)["input_ids"]} for g in groups]
 
     def generate(self, features: list[dict], **generation) -> list[str]:
+        if generation.get("max_new_tokens", 0) > self.max_new_tokens:
+            if not self._capped_logged:
+                log.info("generation.max_new_tokens=%d is more than the model's %d decoder positions: capped",
+                         generation["max_new_tokens"], self.max_new_tokens)
+                self._capped_logged = True
+            generation = {**generation, "max_new_tokens": self.max_new_tokens,
+                          "min_new_tokens": min(generation.get("min_new_tokens", 0), self.max_new_tokens)}
         ids = generate_ids(self.model, self.collator(features), **generation)  # moves inputs to the model's device
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
@@ -57,3 +75,15 @@ def place_for_inference(model, device: str, dtype: str):
     if not quantized:
         model = model.to(device=torch_device, dtype=torch_dtype)
     return model.eval(), torch_device, torch_dtype, quantized
+
+
+def inference_summarizer(model, tokenizer, data, *, device: str = "auto", dtype: str = "auto",
+                         attention: str = "hf"):
+    """A loaded model placed for inference (`place_for_inference`), with the encoder attention asked for
+    -> (GroupSummarizer, torch device, torch dtype, quantized). Summarize and serve run their models through it."""
+    model, torch_device, torch_dtype, quantized = place_for_inference(model, device, dtype)
+    if attention != "hf":
+        from flavorfusion.models.attention import set_encoder_attention
+
+        set_encoder_attention(model, attention)
+    return GroupSummarizer(model, tokenizer, data), torch_device, torch_dtype, quantized

@@ -7,6 +7,7 @@ import tempfile
 from tokenizers import AddedToken
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
+from flavorfusion.config.model import ModelSource
 from flavorfusion.data.encoding import DOC_SEP
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import atomic_output
@@ -39,33 +40,27 @@ def add_doc_sep(tokenizer, model: PreTrainedModel | None = None) -> None:
     log.info("added %s to the tokenizer (id %d)", DOC_SEP, tokenizer.convert_tokens_to_ids(DOC_SEP))
 
 
-def looks_local(path: str) -> bool:
-    """A path rather than a Hub name (`org/name`): absolute, relative, deeper than one slash, or present."""
-    return os.path.isabs(path) or path.startswith(".") or path.count("/") > 1 or os.path.exists(path)
-
-
-def load_pretrained(name_or_path: str | None, wandb_artifact: str | None = None, key: str = "model.name_or_path",
-                    for_training: bool = False):
-    """(model, tokenizer) from a Hub name, a local export (quantized or not), or a W&B artifact (which
-    wins when set). Errors name `key`, the config key the path came from. A quantized export is refused
-    `for_training`, before its weights load."""
-    if wandb_artifact:
-        name_or_path = download_wandb_artifact(wandb_artifact)
-    if not name_or_path:
-        raise ConfigError(f"{key} is empty: give a Hub name, a local directory or a W&B artifact")
-    if looks_local(name_or_path):
-        if not os.path.isdir(name_or_path):
+def load_pretrained(name_or_path: str | None, key: str = "model.name_or_path", for_training: bool = False):
+    """(model, tokenizer) from a model source (`flavorfusion.config.ModelSource`): a local export (quantized or
+    not), a Hub name, or a W&B artifact (`wandb:entity/project/name:alias`). Errors name `key`, the config key the
+    source came from. A quantized export is refused `for_training`, before its weights load."""
+    source = ModelSource.parse(name_or_path, key)
+    location = source.location
+    if source.kind == "wandb":
+        location = download_wandb_artifact(source.location)
+    if source.kind != "hub":
+        if not os.path.isdir(location):
             raise ConfigError(f"{key}={name_or_path} is not a directory")
         if not any(f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json"
-                   for f in os.listdir(name_or_path)):
+                   for f in os.listdir(location)):
             raise ConfigError(f"{key}={name_or_path} holds no model weights")
         if for_training:
-            refuse_for_training(name_or_path, key, shown=wandb_artifact or name_or_path)
-        elif is_quantized_export(name_or_path):
+            refuse_for_training(location, key, shown=str(source))
+        elif is_quantized_export(location):
             # transformers would skip the unknown quantization and fill those layers with random weights
-            return load_quantized(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+            return load_quantized(location)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModelForSeq2SeqLM.from_pretrained(location)
     add_doc_sep(tokenizer, model)
     return model, tokenizer
 
@@ -75,6 +70,19 @@ def attention_window(config) -> int:
     what inputs are padded to a multiple of."""
     window = config.attention_window
     return max(window) if isinstance(window, list | tuple) else window
+
+
+def source_limit(config) -> int:
+    """The most source tokens a model takes: its encoder positions, rounded down to a multiple of its attention
+    window (LED pads every input to that multiple, padding included in the positions)."""
+    positions = getattr(config, "max_encoder_position_embeddings", None) or config.max_position_embeddings
+    window = attention_window(config) if hasattr(config, "attention_window") else 0
+    return positions - positions % window if window else positions
+
+
+def target_limit(config) -> int:
+    """The most target tokens a model takes: its decoder positions."""
+    return getattr(config, "max_decoder_position_embeddings", None) or config.max_position_embeddings
 
 
 def save_pretrained(model: PreTrainedModel, tokenizer, directory: str, config_yaml: str | None = None) -> str:

@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from flavorfusion.metrics import ROUGE_TYPES, check_multi_reference, rouge
+from flavorfusion.metrics import ROUGE_TYPES, rouge
 from flavorfusion.models import loading, tiny
 from flavorfusion.models.generation import MODEL_INPUTS, generate_ids
 
@@ -27,7 +27,7 @@ class Summarizer(L.LightningModule):
                  attention: str = "hf", compile: bool = False, num_logged_samples: int = 4,
                  multi_reference: str = "mean"):
         super().__init__()
-        self.multi_reference = check_multi_reference(multi_reference)
+        self.multi_reference = multi_reference
         self.save_hyperparameters(ignore=["model", "tokenizer", "optimizer", "scheduler"])
         self.model = model
         self.tokenizer = tokenizer
@@ -50,8 +50,9 @@ class Summarizer(L.LightningModule):
         self._gen_lengths: list[int] = []
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None, wandb_artifact: str | None = None, **kwargs):
-        model, tokenizer = loading.load_pretrained(name_or_path, wandb_artifact, for_training=True)
+    def from_pretrained(cls, name_or_path: str, **kwargs):
+        """A Hub name, a local export or a W&B artifact (`wandb:entity/project/name:alias`), loaded for training."""
+        model, tokenizer = loading.load_pretrained(name_or_path, for_training=True)
         return cls(model, tokenizer, **kwargs)
 
     @classmethod
@@ -100,7 +101,9 @@ class Summarizer(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if batch["labels"].shape[1] > 0:
             self.log("val/loss", self(batch), prog_bar=True, batch_size=len(batch["input_ids"]), sync_dist=True)
-        ids = self.generate_ids(batch)
+        # the dynamic cache: validation batches vary in length and are few, so compiling a static-cache step per
+        # shape (20-30 s each on a GPU) would not pay
+        ids = self.generate_ids(batch, cache="dynamic")
         self._gen_lengths += (ids != self.tokenizer.pad_token_id).sum(dim=1).tolist()
         self._predictions += self.decode(ids)
         self._references += batch["summary"]

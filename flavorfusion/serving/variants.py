@@ -15,20 +15,18 @@ from flavorfusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-WANDB_PREFIX = "wandb:"
 
 
 @dataclass(frozen=True)
 class VariantSource:
-    """Where a variant's model comes from: a directory (or Hub name), or a W&B artifact."""
+    """A served variant: its name and its model source (`model.name_or_path` forms)."""
 
     name: str
-    path: str | None = None
-    wandb_artifact: str | None = None
+    name_or_path: str
 
     @property
     def label(self) -> str:
-        return str(self.wandb_artifact or self.path)
+        return self.name_or_path
 
 
 @dataclass
@@ -41,38 +39,27 @@ class LoadedModel:
 
 
 def variant_sources(cfg: DictConfig) -> list[VariantSource]:
-    """`model.path` / `model.wandb_artifact` as variant `trained`, then `serve.variants` (name -> a directory,
-    `wandb:entity/project/name:alias`, or {path, wandb_artifact})."""
-    sources = []
-    if cfg.model.get("path") or cfg.model.get("wandb_artifact"):
-        sources.append(VariantSource("trained", cfg.model.get("path"), cfg.model.get("wandb_artifact")))
-    for name, value in (cfg.serve.get("variants") or {}).items():
-        if any(s.name == name for s in sources):
-            raise ConfigError(f"serve.variants.{name}: variant {name} is given twice (model.path is variant trained)")
-        if isinstance(value, str) and value.startswith(WANDB_PREFIX):
-            sources.append(VariantSource(str(name), wandb_artifact=value.removeprefix(WANDB_PREFIX)))
-        elif isinstance(value, str) and value:
-            sources.append(VariantSource(str(name), path=value))
-        elif isinstance(value, DictConfig) and (value.get("path") or value.get("wandb_artifact")):
-            sources.append(VariantSource(str(name), value.get("path"), value.get("wandb_artifact")))
-        else:
-            raise ConfigError(f"serve.variants.{name}={value}: give a directory, wandb:ARTIFACT or "
-                              "{path: ..., wandb_artifact: ...}")
+    """`model.name_or_path` as variant `trained`, then `serve.variants` (name -> a model source); the schema
+    (flavorfusion.config.serve) has checked each source's form."""
+    sources = [VariantSource("trained", cfg.model.name_or_path)] if cfg.model.name_or_path else []
+    sources += [VariantSource(str(name), str(source)) for name, source in cfg.serve.variants.items()]
     if not sources:
-        raise ConfigError("model.path is not set and serve.variants is empty: give model.path=DIR (the export to serve)")
+        raise ConfigError("model.name_or_path is not set and serve.variants is empty: give model.name_or_path=DIR "
+                          "(the export to serve)")
     return sources
 
 
 def load_variant(source: VariantSource, cfg: DictConfig) -> LoadedModel:
     """Load one export as `summarize` does (quantized exports on the CPU, else `device`/`dtype`)."""
-    from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+    from flavorfusion.models.inference import inference_summarizer
     from flavorfusion.models.loading import load_pretrained
 
     start = time.perf_counter()
-    model, tokenizer = load_pretrained(source.path, source.wandb_artifact, key=f"variant {source.name}")
-    model, device, dtype, quantized = place_for_inference(model, cfg.device, cfg.dtype)
+    key = "model.name_or_path" if source.name == "trained" else f"serve.variants.{source.name}"
+    model, tokenizer = load_pretrained(source.name_or_path, key=key)
+    summarizer, device, dtype, quantized = inference_summarizer(model, tokenizer, cfg.data, device=cfg.device,
+                                                                dtype=cfg.dtype, attention=cfg.model.attention)
     generation = OmegaConf.to_container(cfg.generation, resolve=True)
-    summarizer = GroupSummarizer(model, tokenizer, cfg.data)
 
     def summarize(review_lists: list[list[str]]) -> list[str]:
         groups = [ReviewGroup(f"request-{i}", list(reviews)) for i, reviews in enumerate(review_lists)]

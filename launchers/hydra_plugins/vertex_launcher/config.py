@@ -1,8 +1,18 @@
-"""Config of the `vertex` and `vertex_local` launchers (`hydra.launcher.*`)."""
+"""Config of the `vertex` and `vertex_local` launchers (`hydra.launcher.*`): the one definition of their settings,
+typed at compose time by Hydra and checked, all at once, by `VertexLauncherConf.checked` before any job is submitted."""
 
+import dataclasses
+import logging
+import re
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
+
+from flavorfusion.errors import ConfigError
+
+from .vertex import _ENV_NAME, _LABEL, REQUIRED_KEYS, parse_timeout, secret_version
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +58,50 @@ class VertexLauncherConf:
     # a metric name (e.g. val/rougeL) makes that float the job's return value, for optimizing sweepers;
     # null returns the job's whole metrics.json dict
     return_metric: str | None = None
+
+    @property
+    def uses_gpus(self) -> bool:
+        return bool(self.accelerator_type) and self.accelerator_count > 0
+
+    @property
+    def timeout_s(self) -> int | None:
+        return parse_timeout(self.timeout)
+
+    def checked(self, default_run_id: str) -> "VertexLauncherConf":
+        """These settings checked (every problem found before the first job is submitted), with the defaults that
+        depend on others filled in: base_output_dir, run_id, and secrets as full Secret Manager versions."""
+        for key, what in REQUIRED_KEYS.items():
+            if not getattr(self, key):
+                raise ConfigError(f"hydra.launcher.{key} is required: {what}")
+        for key in ("staging_bucket", "base_output_dir"):
+            value = getattr(self, key)
+            if value and not str(value).startswith("gs://"):
+                log.warning("hydra.launcher.%s=%s is not a gs:// URI: Vertex jobs cannot write there", key, value)
+        if self.accelerator_count < 0:
+            raise ConfigError("hydra.launcher.accelerator_count must be at least 0")
+        if self.replica_count < 1:
+            raise ConfigError("hydra.launcher.replica_count must be at least 1")
+        if self.poll_interval <= 0:
+            raise ConfigError("hydra.launcher.poll_interval must be positive")
+        if not self.command:
+            raise ConfigError("hydra.launcher.command must name what the container runs")
+        for name in [*self.env, *self.secrets]:
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(f"hydra.launcher.env: {name!r} is not an environment variable name")
+        for name in sorted(set(self.env) & set(self.secrets)):
+            raise ConfigError(f"hydra.launcher.env and hydra.launcher.secrets both set {name}; keep one")
+        for key, value in self.labels.items():
+            if not _LABEL.fullmatch(key) or (value and not re.fullmatch(r"[a-z0-9_-]{1,63}", value)):
+                raise ConfigError(f"hydra.launcher.labels.{key}: keys and values take lowercase letters, "
+                                  "digits, _ and - (63 at most; keys start with a letter)")
+        run_id = str(self.run_id or default_run_id)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id):
+            raise ConfigError(f"hydra.launcher.run_id {run_id!r}: use letters, digits, '.', '_' and '-'")
+        self.timeout_s  # noqa: B018  (a malformed timeout fails here, not at submit time)
+        return dataclasses.replace(
+            self, run_id=run_id,
+            base_output_dir=str(self.base_output_dir or f"{str(self.staging_bucket).rstrip('/')}/runs").rstrip("/"),
+            secrets={k: secret_version(v, str(self.project)) for k, v in self.secrets.items()})
 
 
 @dataclass

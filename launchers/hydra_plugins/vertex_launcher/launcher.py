@@ -14,12 +14,18 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from .config import VertexLauncherConf, VertexLocalLauncherConf
+
 log = logging.getLogger(__name__)
 
 
 class _SubmitAndPollLauncher(Launcher):
+    conf_class: type[VertexLauncherConf] = VertexLauncherConf
+
     def __init__(self, **params: Any) -> None:
-        self.params = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in params.items()}
+        # Hydra built `params` from the typed `hydra.launcher` node: the same dataclass, one definition
+        self.params = self.conf_class(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+                                         for k, v in params.items()})
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -68,7 +74,7 @@ class VertexLauncher(_SubmitAndPollLauncher):
 
         assert self.config is not None
         # every check that can fail runs before the first submission
-        settings = vertex.VertexSettings.from_params(self.params, default_run_id=self.launched_at)
+        settings = self.params.checked(default_run_id=self.launched_at)
         entry_point = self._entry_point()
         vertex.check_command_matches_entry_point(settings.command, entry_point)
         env_values = vertex.read_env_values(settings.env)
@@ -120,13 +126,15 @@ class VertexLauncher(_SubmitAndPollLauncher):
 class VertexLocalLauncher(_SubmitAndPollLauncher):
     """The same submit/poll/JobReturn machinery; each job runs in a forked local process."""
 
+    conf_class = VertexLocalLauncherConf
+
     def _launch(self, jobs: list) -> Sequence[JobReturn]:
         from ._engine import run_jobs
         from ._jobs import describe, job_return
         from .local import LocalProcessBackend
 
-        poll_interval = float(self.params.get("poll_interval", 0.5))
-        backend = LocalProcessBackend(self.hydra_context, self.task_function, int(self.params.get("max_parallel", 1)))
+        poll_interval = self.params.poll_interval
+        backend = LocalProcessBackend(self.hydra_context, self.task_function, self.params.max_parallel)
         names = [f"#{job.num}" for job in jobs]
         log.info("Launching %d jobs in local processes", len(jobs))
         for job in jobs:

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +19,9 @@ from flavorfusion.vertex_env import SECRET_ENV_PREFIX
 
 from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
 from ._jobs import ComposedJob, job_hydra_config, split_config
+
+if TYPE_CHECKING:
+    from .config import VertexLauncherConf
 
 log = logging.getLogger(__name__)
 
@@ -32,81 +35,6 @@ _LAUNCH_ONLY_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", 
                            "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-
-
-@dataclass
-class VertexSettings:
-    """`hydra.launcher.*`, checked: every problem is found before the first job is submitted."""
-
-    project: str
-    region: str
-    machine_type: str
-    accelerator_type: str | None
-    accelerator_count: int
-    replica_count: int
-    image_uri: str
-    command: list[str]
-    service_account: str | None
-    staging_bucket: str
-    base_output_dir: str
-    run_id: str
-    spot: bool
-    timeout_s: int | None
-    env: list[str]
-    secrets: dict[str, str]
-    labels: dict[str, str]
-    poll_interval: float
-    dry_run: bool
-    return_metric: str | None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], default_run_id: str) -> "VertexSettings":
-        p = dict(params)
-        for key, what in REQUIRED_KEYS.items():
-            if not p.get(key) or p[key] == "???":
-                raise ConfigError(f"hydra.launcher.{key} is required: {what}")
-        for key in ("staging_bucket", "base_output_dir"):
-            if p.get(key) and not str(p[key]).startswith("gs://"):
-                log.warning("hydra.launcher.%s=%s is not a gs:// URI: Vertex jobs cannot write there", key, p[key])
-        for key in ("accelerator_count", "replica_count"):
-            if int(p[key]) < (0 if key == "accelerator_count" else 1):
-                raise ConfigError(f"hydra.launcher.{key} must be at least {0 if key == 'accelerator_count' else 1}")
-        if float(p["poll_interval"]) <= 0:
-            raise ConfigError("hydra.launcher.poll_interval must be positive")
-        if not p.get("command"):
-            raise ConfigError("hydra.launcher.command must name what the container runs")
-        env = [str(name) for name in p.get("env") or []]
-        secrets = {str(k): str(v) for k, v in (p.get("secrets") or {}).items()}
-        for name in [*env, *secrets]:
-            if not _ENV_NAME.fullmatch(name):
-                raise ConfigError(f"hydra.launcher.env: {name!r} is not an environment variable name")
-        for name in sorted(set(env) & set(secrets)):
-            raise ConfigError(f"hydra.launcher.env and hydra.launcher.secrets both set {name}; keep one")
-        labels = {str(k): str(v) for k, v in (p.get("labels") or {}).items()}
-        for key, value in labels.items():
-            if not _LABEL.fullmatch(key) or (value and not re.fullmatch(r"[a-z0-9_-]{1,63}", value)):
-                raise ConfigError(f"hydra.launcher.labels.{key}: keys and values take lowercase letters, "
-                                  "digits, _ and - (63 at most; keys start with a letter)")
-        base = p.get("base_output_dir") or f"{str(p['staging_bucket']).rstrip('/')}/runs"
-        run_id = str(p.get("run_id") or default_run_id)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id):
-            raise ConfigError(f"hydra.launcher.run_id {run_id!r}: use letters, digits, '.', '_' and '-'")
-        return cls(
-            project=str(p["project"]), region=str(p["region"]), machine_type=str(p["machine_type"]),
-            accelerator_type=str(p["accelerator_type"]) if p.get("accelerator_type") else None,
-            accelerator_count=int(p["accelerator_count"]), replica_count=int(p["replica_count"]),
-            image_uri=str(p["image_uri"]), command=[str(c) for c in p["command"]],
-            service_account=str(p["service_account"]) if p.get("service_account") else None,
-            staging_bucket=str(p["staging_bucket"]), base_output_dir=str(base).rstrip("/"), run_id=run_id,
-            spot=bool(p["spot"]), timeout_s=parse_timeout(p.get("timeout")), env=env,
-            secrets={k: secret_version(v, str(p["project"])) for k, v in secrets.items()}, labels=labels,
-            poll_interval=float(p["poll_interval"]), dry_run=bool(p["dry_run"]),
-            return_metric=str(p["return_metric"]) if p.get("return_metric") else None,
-        )
-
-    @property
-    def uses_gpus(self) -> bool:
-        return bool(self.accelerator_type) and self.accelerator_count > 0
 
 
 def parse_timeout(value: Any) -> int | None:
@@ -269,7 +197,7 @@ def overrides_digest(overrides: list[str]) -> str:
     return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:6]
 
 
-def plan_job(composed: ComposedJob, settings: VertexSettings, sweep: str, hydra_overrides: list[str],
+def plan_job(composed: ComposedJob, settings: "VertexLauncherConf", sweep: str, hydra_overrides: list[str],
              group: str) -> VertexJob:
     """Display name, output dir and container arguments of one job; `group` is for jobs without a W&B group."""
     output_uri = f"{settings.base_output_dir}/{sweep}/{settings.run_id}/{composed.num}"
@@ -292,7 +220,7 @@ def forwarded_hydra_overrides(hydra_overrides: list[str]) -> list[str]:
     return kept
 
 
-def app_overrides(cfg: DictConfig, user_overrides: list[str], settings: VertexSettings, job_dir: str,
+def app_overrides(cfg: DictConfig, user_overrides: list[str], settings: "VertexLauncherConf", job_dir: str,
                   group: str) -> list[str]:
     """Overrides for the keys this app has: output dir, resume, W&B group, trainer devices and nodes.
 
@@ -344,7 +272,7 @@ def label_value(text: str) -> str:
 # -------------------------------------------------------------------------------------------- CustomJobs
 
 
-def build_custom_job(job: VertexJob, settings: VertexSettings, env_values: Mapping[str, str] | None = None):
+def build_custom_job(job: VertexJob, settings: "VertexLauncherConf", env_values: Mapping[str, str] | None = None):
     """The CustomJob proto. Without `env_values`, env vars carry their names only (for files and logs)."""
     from google.cloud.aiplatform_v1 import types
     from google.protobuf import duration_pb2
@@ -391,7 +319,7 @@ def gcloud_config(custom_job) -> dict:
                                        use_integers_for_enums=False, including_default_value_fields=False)
 
 
-def write_job_spec(job: VertexJob, settings: VertexSettings, custom_job) -> str:
+def write_job_spec(job: VertexJob, settings: "VertexLauncherConf", custom_job) -> str:
     """<job dir>/custom_job.yaml, with the gcloud command that submits it; env values are left out."""
     import yaml
 
@@ -432,7 +360,7 @@ def job_state(custom_job) -> JobState:
 class VertexBackend:
     """The engine's backend for Vertex AI; every call to Google goes through `client` (VertexJobClient)."""
 
-    def __init__(self, client, settings: VertexSettings, env_values: Mapping[str, str]):
+    def __init__(self, client, settings: "VertexLauncherConf", env_values: Mapping[str, str]):
         self.client = client
         self.settings = settings
         self._env_values = dict(env_values)

@@ -1,0 +1,116 @@
+"""The config contract, tried as a user would: every bad value, wrong type, unknown key or inconsistent pair on the
+command line of any stage (and of the Vertex launcher) ends with exit status 2 and one line naming the key."""
+
+import importlib
+import logging
+import sys
+
+import pytest
+
+from .conftest import run_module
+
+QUICKSTART = ["experiment=quickstart"]
+PREPARE = ["source.reviews=reviews.json", "source.meta=meta.json", "output=groups.parquet"]
+EVALUATE = ["model=tiny", "data=quickstart", "generation=quickstart", "split=all"]
+SUMMARIZE = ["model.name_or_path=/nonexistent/model", "data.path=groups.parquet", "output=summaries.parquet"]
+SERVE = ["model.name_or_path=/nonexistent/model"]
+VERTEX = ["-m", "hydra/launcher=vertex", "hydra.launcher.project=p", "hydra.launcher.image_uri=IMG",
+          "hydra.launcher.staging_bucket=gs://bucket", "hydra.launcher.dry_run=true"]
+
+# (stage, overrides, the key the error line must name); kinds: type, unknown key, range, inconsistent pair, option
+BAD_OVERRIDES = [
+    ("train", [*QUICKSTART, "trainer.max_epochs=abc"], "trainer.max_epochs"),
+    ("train", [*QUICKSTART, "data.batch_size=many"], "data.batch_size"),
+    ("train", [*QUICKSTART, "seed=x"], "seed"),
+    ("train", [*QUICKSTART, "trainer.max_epoch=3"], "trainer.max_epoch"),
+    ("train", [*QUICKSTART, "generation.beams=2"], "generation.beams"),
+    ("train", [*QUICKSTART, "data=nope"], "data/nope"),
+    ("train", [*QUICKSTART, "prune.amount=1.5"], "prune.amount"),
+    ("train", [*QUICKSTART, "prune=l1_unstructured", "prune.schedule=sometimes"], "prune.schedule"),
+    ("train", [*QUICKSTART, "quantize.method=int3"], "quantize.method"),
+    ("train", [*QUICKSTART, "data.k_top_longest=-1"], "data.k_top_longest"),
+    ("train", [*QUICKSTART, "data.test_ratio=0"], "data.test_ratio"),
+    ("train", [*QUICKSTART, "data.max_docs_per_review=9"], "data.max_docs_per_review"),
+    ("train", [*QUICKSTART, "model.attention=foo"], "model.attention"),
+    ("train", [*QUICKSTART, "model.optimizer.lr=-1"], "model.optimizer.lr"),
+    ("train", [*QUICKSTART, "generation.num_beams=0"], "generation.num_beams"),
+    ("train", [*QUICKSTART, "generation.min_new_tokens=500"], "generation.min_new_tokens"),
+    ("train", [*QUICKSTART, "trainer.precision=8"], "trainer.precision"),
+    ("train", [*QUICKSTART, "float32_matmul_precision=ultra"], "float32_matmul_precision"),
+    ("train", [*QUICKSTART, "metrics.multi_reference=median"], "metrics.multi_reference"),
+    ("train", [*QUICKSTART, "data.streaming=true"], "trainer.max_steps"),
+    ("train", [*QUICKSTART, "data.max_source_length=4096"], "data.max_source_length"),
+    ("train", ["model=primera", "model.name_or_path=wandb:nope", "data.path=x.csv"], "model.name_or_path"),
+    ("prepare", [*PREPARE, "source.min_chars=abc"], "source.min_chars"),
+    ("prepare", [*PREPARE, "source.min_chars=50", "source.max_chars=10"], "source.min_chars"),
+    ("prepare", [*PREPARE, "source.color=red"], "source.color"),
+    ("prepare", [*PREPARE, "engine=beam", "engine.runner=DirectRunner"], "engine.runner"),
+    ("prepare", [*PREPARE, "grouping=surname", "grouping.min_probability=1.5"], "grouping.min_probability"),
+    ("prepare", [*PREPARE, "grouping.min_group_size=0"], "grouping.min_group_size"),
+    ("prepare", [*PREPARE, "translate=google", "translate.batch_size=0"], "translate.batch_size"),
+    ("prepare", ["source=lsars", "source.path=items.jsonl", "output=g.parquet", "source.stop_line=0"],
+     "source.stop_line"),
+    ("prepare", [*PREPARE, "format=xml"], "format"),
+    ("evaluate", [*EVALUATE, "split=test"], "split"),
+    ("evaluate", [*EVALUATE, "latency.runs=0"], "latency.runs"),
+    ("evaluate", [*EVALUATE, "models=[wandb:not-an-artifact]"], "models[0]"),
+    ("evaluate", [*EVALUATE, "batch_size=abc"], "batch_size"),
+    ("summarize", [*SUMMARIZE, "batch_size=0"], "batch_size"),
+    ("summarize", [*SUMMARIZE, "dtype=float8"], "dtype"),
+    ("summarize", [*SUMMARIZE, "model.attention=sdpa"], "model.attention"),
+    ("summarize", [*SUMMARIZE, "generation.max_new_tokens=0"], "generation.max_new_tokens"),
+    ("summarize", [*SUMMARIZE, "model.path=/nonexistent/model"], "model.path"),
+    ("serve", [*SERVE, "serve.port=70000"], "serve.port"),
+    ("serve", [*SERVE, "serve.variants.trained=/other"], "serve.variants.trained"),
+    ("serve", [*SERVE, "serve.max_batch_size=abc"], "serve.max_batch_size"),
+    ("serve", [*SERVE, "serve.workers=4"], "serve.workers"),
+    ("train", [*QUICKSTART, "-m", "hydra/launcher=vertex_local", "hydra.launcher.poll_interval=abc"],
+     "hydra.launcher.poll_interval"),
+    ("train", [*QUICKSTART, *VERTEX, "hydra.launcher.accelerator_count=-1"], "hydra.launcher.accelerator_count"),
+    ("train", [*QUICKSTART, *VERTEX, "hydra.launcher.timeout=soon"], "hydra.launcher.timeout"),
+    ("train", [*QUICKSTART, *VERTEX, "hydra.launcher.spot=maybe"], "hydra.launcher.spot"),
+]
+
+
+def drop_stale_log_handlers() -> None:
+    """Hydra points logging at the sys.stdout of its run: pytest's capture of an earlier case, closed since."""
+    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
+
+
+def run_in_process(stage: str, args: list[str], tmp_path, monkeypatch, capsys) -> tuple[int, list[str]]:
+    """`python -m flavorfusion.<stage> args...` in this process (a fresh process per case would cost seconds)."""
+    drop_stale_log_handlers()
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(f"flavorfusion.{stage}").main
+    flags = [a for a in args if a == "-m"]  # Hydra's flags come before the overrides
+    monkeypatch.setattr(sys, "argv", [stage, *flags, *(a for a in args if a != "-m"), f"hydra.run.dir={tmp_path}/run",
+                                      f"hydra.sweep.dir={tmp_path}/sweep"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_the_table_covers_every_stage_and_the_launcher():
+    assert len(BAD_OVERRIDES) >= 30
+    assert {stage for stage, _, _ in BAD_OVERRIDES} == {"train", "prepare", "evaluate", "summarize", "serve"}
+    assert any(key.startswith("hydra.launcher.") for _, _, key in BAD_OVERRIDES)
+
+
+@pytest.mark.parametrize(("stage", "overrides", "key"), BAD_OVERRIDES,
+                         ids=[f"{stage}:{overrides[-1]}" for stage, overrides, _ in BAD_OVERRIDES])
+def test_a_bad_override_exits_2_with_one_line_naming_its_key(stage, overrides, key, tmp_path, monkeypatch, capsys):
+    code, lines = run_in_process(stage, overrides, tmp_path, monkeypatch, capsys)
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert key in lines[0], lines[0]
+
+
+def test_a_wrong_type_names_the_key_and_the_expected_type_from_the_command_line(tmp_path):
+    result = run_module("flavorfusion.train", "experiment=quickstart", "trainer.max_epochs=abc",
+                        f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: trainer.max_epochs: Value 'abc' of type 'str' could not be converted "
+                                      "to Integer (from trainer.max_epochs=abc)")
