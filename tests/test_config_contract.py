@@ -3,11 +3,12 @@ command line of any stage (and of the Vertex launcher) ends with exit status 2 a
 
 import importlib
 import logging
+import shlex
 import sys
 
 import pytest
 
-from .conftest import run_module
+from .conftest import ROOT, run_module
 
 QUICKSTART = ["experiment=quickstart"]
 PREPARE = ["source.reviews=reviews.json", "source.meta=meta.json", "output=groups.parquet"]
@@ -114,3 +115,40 @@ def test_a_wrong_type_names_the_key_and_the_expected_type_from_the_command_line(
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: trainer.max_epochs: Value 'abc' of type 'str' could not be converted "
                                       "to Integer (from trainer.max_epochs=abc)")
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `python -m flavorfusion.<stage> ...` command of the README (continuation lines joined), as arguments;
+    the README's `...` placeholders become `x`."""
+    lines = (ROOT / "README.md").read_text().replace("\\\n", " ").splitlines()
+    commands = []
+    for line in lines:
+        if line.startswith("python -m flavorfusion."):
+            words = shlex.split(line.split("  #")[0])
+            words = [w.replace("...", "x") for w in words if w != "..."]
+            commands.append(words[2:])
+    return commands
+
+
+def first_sweep_value(override: str) -> str:
+    key, _, value = override.partition("=")
+    return f"{key}={value.split(',')[0]}" if "," in value and not value.startswith(("[", "{", "'")) else override
+
+
+@pytest.mark.parametrize("command", readme_commands(), ids=lambda c: " ".join(c)[:80])
+def test_every_readme_command_composes_with_cfg_job(command, tmp_path, monkeypatch, capsys):
+    drop_stale_log_handlers()
+    monkeypatch.chdir(tmp_path)
+    stage, args = command[0].removeprefix("flavorfusion."), [a for a in command[1:] if a not in ("--cfg", "job")]
+    if "-m" in args:  # a sweep: the config of its first job (Hydra's --cfg takes no -m)
+        args = [first_sweep_value(a) for a in args if a != "-m"]
+    main = importlib.import_module(f"flavorfusion.{stage}").main
+    monkeypatch.setattr(sys, "argv", [stage, "--cfg", "job", *args])
+    main()  # a config that does not compose exits 2 here
+    printed = capsys.readouterr().out
+    assert "task_name:" in printed or "output:" in printed, printed[-500:]
+
+
+def test_the_readme_has_commands_for_every_stage():
+    assert {c[0] for c in readme_commands()} >= {f"flavorfusion.{s}" for s in
+                                                   ("train", "prepare", "evaluate", "summarize", "serve")}

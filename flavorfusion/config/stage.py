@@ -32,27 +32,33 @@ class MetricsConf(Schema):
 
 
 @dataclass
-class TrainConf(Schema):
-    task_name: str = "train"
+class RunKeys(Schema):
+    """What train and evaluate share: a W&B group and tags, the seed, ROUGE's settings, and the groups both compose."""
+
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     seed: int = 42
+    metrics: MetricsConf = field(default_factory=MetricsConf)
+    data: Any = None
+    model: Any = None
+    generation: Any = None
+    logger: Any = None
+    paths: Any = None
+
+
+@dataclass
+class TrainConf(RunKeys):
+    task_name: str = "train"
     float32_matmul_precision: str = "high"
     ckpt_path: str | None = None
     export: bool = True
     inference: bool = False
     # what a sweeper optimizes: one metric name, or a list (one value per objective) that `train` returns
     optimized_metric: Any = "val/rougeL"
-    metrics: MetricsConf = field(default_factory=MetricsConf)
-    data: Any = None
-    model: Any = None
-    generation: Any = None
     prune: Any = None
     quantize: Any = None
     callbacks: Any = None
-    logger: Any = None
     trainer: Any = None
-    paths: Any = None
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
@@ -113,17 +119,8 @@ class EvaluationKeys(Schema):
 
 
 @dataclass
-class EvaluateConf(EvaluationKeys):
+class EvaluateConf(EvaluationKeys, RunKeys):
     task_name: str = "evaluate"
-    seed: int = 42
-    group: str | None = None
-    tags: list[str] = field(default_factory=list)
-    metrics: MetricsConf = field(default_factory=MetricsConf)
-    data: Any = None
-    model: Any = None
-    generation: Any = None
-    logger: Any = None
-    paths: Any = None
 
 
 @dataclass
