@@ -203,7 +203,7 @@ def test_dataflow_dry_run_builds_the_job_from_config(pair, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["engine.runner=DirectRunner"], "engine.runner='DirectRunner' is not one of"),
+        (["engine.runner=DirectRunner"], "engine.runner=DirectRunner must be one of"),
         (["engine.runner=DataflowRunner", "engine.dataflow.project=p"], "engine.dataflow.temp_location"),
         (["engine.runner=DataflowRunner", "engine.dataflow.project=p", "engine.dataflow.temp_location=/tmp/x"],
          "must be a gs:// path"),

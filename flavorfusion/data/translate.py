@@ -104,8 +104,6 @@ class CachedTranslator(Translator):
         dry_run: bool = False,
         price_per_million_chars: float = 20.0,
     ):
-        if int(batch_size) < 1 or int(max_chars_per_request) < 1:
-            raise ConfigError("translate.batch_size and translate.max_chars_per_request must be positive")
         self.target_language = str(target_language)
         self.batch_size = int(batch_size)
         self.max_chars_per_request = int(max_chars_per_request)

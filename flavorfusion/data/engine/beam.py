@@ -64,10 +64,6 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 
-#: the runners this engine runs on: both work offline up to the point of submission. Beam's own
-#: default (DirectRunner) first tries Prism, which downloads a binary at run time.
-RUNNERS = ("FnApiRunner", "DataflowRunner")
-RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 TALLY_FILE = "_tally.json"
 SHARD_PREFIX = "part"
 # Dataflow option keys whose values are required, with an example for the error message
@@ -92,24 +88,7 @@ class BeamEngine:
         direct_running_mode: str = "in_memory",
         dataflow: dict[str, Any] | None = None,
     ):
-        if runner not in RUNNERS:
-            raise ConfigError(
-                f"engine.runner={runner!r} is not one of {', '.join(RUNNERS)} (FnApiRunner: in-process "
-                "Python runner; Beam's DirectRunner first tries Prism, which downloads a binary at run time)"
-            )
-        if direct_running_mode not in RUNNING_MODES:
-            raise ConfigError(
-                f"engine.direct_running_mode={direct_running_mode!r} is not one of {', '.join(RUNNING_MODES)}"
-            )
-        for key, value in (
-            ("lines_per_batch", lines_per_batch),
-            ("businesses_per_batch", businesses_per_batch),
-            ("direct_num_workers", direct_num_workers),
-        ):
-            if int(value) < 1:
-                raise ConfigError(f"engine.{key} must be a positive integer, got {value}")
-        if int(num_shards) < 0:
-            raise ConfigError(f"engine.num_shards must be 0 (the runner decides) or more, got {num_shards}")
+        # ranges and choices: flavorfusion.config.engine.BeamEngineConf; Beam's own options: _check_dataflow
         self.runner = runner
         self.dry_run = bool(dry_run)
         self.lines_per_batch = int(lines_per_batch)
@@ -118,8 +97,6 @@ class BeamEngine:
         self.direct_num_workers = int(direct_num_workers)
         self.direct_running_mode = direct_running_mode
         self.dataflow = {k: v for k, v in (dataflow or {}).items() if v is not None and v != []}
-        if self.dry_run and runner != "DataflowRunner":
-            raise ConfigError("engine.dry_run checks a Dataflow job: set engine.runner=DataflowRunner too")
         if runner == "DataflowRunner":
             self._check_dataflow()
 

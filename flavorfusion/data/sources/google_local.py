@@ -471,17 +471,9 @@ class GoogleLocalSource(ReviewGroupSource):
     ):
         self.reviews = reviews
         self.meta = meta
-        self.categories = frozenset(categories)
-        if not self.categories:
-            raise ConfigError("source.categories is empty: no business could count as a restaurant")
+        self.categories = frozenset(categories)  # ranges: flavorfusion.config.source.GoogleLocalConf
         self.min_chars = int(min_chars)
         self.max_chars = int(max_chars)
-        if not 0 <= self.min_chars < self.max_chars:
-            raise ConfigError(
-                f"need 0 <= source.min_chars < source.max_chars, got {self.min_chars} and {self.max_chars}"
-            )
-        if max_reviews_per_business is not None and int(max_reviews_per_business) < 1:
-            raise ConfigError("source.max_reviews_per_business must be positive (or null for no cap)")
         self.max_reviews = None if max_reviews_per_business is None else int(max_reviews_per_business)
         self.language_id = language_id
 

@@ -46,12 +46,6 @@ class LsarsSource(ReviewGroupSource):
         self.path = path
         self.start_line = int(start_line)
         self.stop_line = None if stop_line is None else int(stop_line)
-        if self.start_line < 0 or (self.stop_line is not None and self.stop_line <= self.start_line):
-            raise ConfigError(
-                f"need 0 <= source.start_line < source.stop_line, got {start_line} and {stop_line}"
-            )
-        if int(chunk_size) < 1:
-            raise ConfigError("source.chunk_size must be positive")
         self.chunk_size = int(chunk_size)
 
     def input_files(self) -> dict[str, list[str]]:
