@@ -13,13 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.config import check_config
 from flavorfusion.config.model import ModelSource
+from flavorfusion.config.schema import missing_keys
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import writable_parent
 
 
 def check_no_missing_values(cfg: DictConfig) -> None:
     """`???` left in the config (e.g. `data.path`) is named before anything runs."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)}: missing value (???); set it on the command line")
 
@@ -81,7 +82,7 @@ def check_model_limits(data: DictConfig, model_config) -> None:
 def validate_prepare(cfg: DictConfig) -> None:
     """`python -m flavorfusion.prepare`: every `???` but `output` is set (a dry run writes nothing, so it needs
     no output; `prepare_output` checks it when it is needed), and every value in range."""
-    missing = [k for k in OmegaConf.missing_keys(cfg) if k != "output"]
+    missing = [k for k in missing_keys(cfg) if k != "output"]
     if missing:
         raise ConfigError(
             f"missing value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=PATH"

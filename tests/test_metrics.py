@@ -64,16 +64,16 @@ def test_corpus_rouge_aggregates_per_example_then_averages():
     assert rouge(predictions, references, "max")["rouge1"] == pytest.approx((MAX["rouge1"] + 100) / 2)
 
 
-def test_bad_multi_reference_names_the_key():
-    message = r"^metrics\.multi_reference=median must be one of mean, max$"
-    with pytest.raises(ConfigError, match=message):
-        rouge_per_example(PREDICTION, REFERENCES, "median")
-    with pytest.raises(ConfigError, match=message):
-        rouge([PREDICTION], [REFERENCES], "median")
-    from flavorfusion.models.summarizer import Summarizer
+def test_bad_multi_reference_is_refused_by_the_config_and_by_the_functions():
+    from flavorfusion.checks import validate_train
 
-    with pytest.raises(ConfigError, match=message):  # before the model is touched
-        Summarizer(model=None, tokenizer=None, optimizer=None, multi_reference="median")
+    with pytest.raises(ConfigError, match=r"^metrics\.multi_reference=median must be one of mean, max$"):
+        validate_train(compose_train(["experiment=quickstart", "metrics.multi_reference=median"]), check_files=False)
+    message = r"^multi_reference='median' must be one of mean, max$"
+    with pytest.raises(ValueError, match=message):
+        rouge_per_example(PREDICTION, REFERENCES, "median")
+    with pytest.raises(ValueError, match=message):
+        rouge([PREDICTION], [REFERENCES], "median")
 
 
 def test_training_configs_wire_multi_reference_into_the_summarizer():

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from flavorfusion.errors import ConfigError
 
@@ -35,13 +36,30 @@ class Schema:
 
 
 def check_config(node: DictConfig, key: str = "") -> None:
-    """Run `check` of every node typed by a Schema, children first. Nodes holding a missing value (`???`) are left
-    to the stage's own check of missing values, which names them."""
+    """Run `check` of every node typed by a Schema, children first. A check reads only the keys it checks, so values
+    it does not read (a `${hydra:...}` path outside a run, an output still `???`) are never resolved here."""
     for name in node:
         child = node._get_node(name)
         if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing() \
                 and not child._is_interpolation():
             check_config(child, join(key, str(name)))
     schema = OmegaConf.get_type(node)
-    if isinstance(schema, type) and issubclass(schema, Schema) and not OmegaConf.missing_keys(node):
-        schema.check(node, key)
+    if isinstance(schema, type) and issubclass(schema, Schema):
+        try:
+            schema.check(node, key)
+        except MissingMandatoryValue as err:
+            raise ConfigError(f"{err.full_key}: missing value (???); set it on the command line") from None
+
+
+def missing_keys(node: DictConfig | ListConfig, key: str = "") -> list[str]:
+    """The full keys still `???`, found without resolving any interpolation (OmegaConf.missing_keys resolves them,
+    and a `${hydra:...}` path fails outside a Hydra run)."""
+    found = []
+    for name in node.keys() if isinstance(node, DictConfig) else range(len(node)):
+        child = node._get_node(name)
+        full = join(key, str(name)) if isinstance(node, DictConfig) else f"{key}[{name}]"
+        if child._is_missing():
+            found.append(full)
+        elif isinstance(child, DictConfig | ListConfig) and not child._is_none() and not child._is_interpolation():
+            found += missing_keys(child, full)
+    return found
