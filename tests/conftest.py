@@ -55,6 +55,6 @@ def run_module(module: str, *args: str, cwd: Path | None = None, timeout: int = 
 
 
 # fast settings for training runs in tests: a few steps on a small subset
-FAST = ["experiment=quickstart", "data.subset=48", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
-        "+trainer.limit_val_batches=1", "data.batch_size=4", "generation.max_new_tokens=8",
+FAST = ["experiment=quickstart", "data.subset=48", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1", "data.batch_size=4", "generation.max_new_tokens=8",
         "generation.min_new_tokens=2", "inference=false"]

@@ -118,8 +118,8 @@ def test_dropout_makes_two_training_passes_differ(export):
 
 @pytest.mark.parametrize("overrides", [
     ["logger=none"],
-    ["++trainer.limit_val_batches=0", "callbacks.model_checkpoint=null"],
-    ["++trainer.limit_val_batches=0"],
+    ["trainer.limit_val_batches=0", "callbacks.model_checkpoint=null"],
+    ["trainer.limit_val_batches=0"],
     ["callbacks.model_checkpoint=null", "logger=none"],
 ], ids=["no-logger", "no-validation-no-checkpoint", "no-validation", "no-checkpoint-callback"])
 def test_runs_without_logger_validation_or_checkpoint_finish_and_export(export, tmp_path, overrides):

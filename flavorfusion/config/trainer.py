@@ -1,5 +1,6 @@
-"""`trainer`: `lightning.pytorch.Trainer` arguments (conf/trainer/*.yaml). The keys the project sets are typed here;
-any other Trainer argument is added with `+trainer.NAME=VALUE`."""
+"""`trainer`: `lightning.pytorch.Trainer` arguments (conf/trainer/*.yaml). The keys the project sets, and the Trainer
+arguments people set most (limits, debugging, progress), are typed here with Lightning's own defaults, so they can
+be set in YAML and on the command line alike; any other Trainer argument is added with `+trainer.NAME=VALUE`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,24 @@ class TrainerConf(Schema):
     log_every_n_steps: int = 10
     deterministic: Any = False  # true, false or "warn"
     default_root_dir: str | None = None
+    # Lightning's defaults (None: Lightning decides)
+    limit_train_batches: Any = None  # a fraction (float) or a number of batches (int)
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    fast_dev_run: Any = False  # true or a number of batches
+    overfit_batches: Any = 0.0
+    max_time: str | None = None  # DD:HH:MM:SS
+    min_epochs: int | None = None
+    min_steps: int | None = None
+    gradient_clip_algorithm: str | None = None  # norm | value
+    enable_progress_bar: bool | None = None
+    enable_model_summary: bool | None = None
+    enable_checkpointing: bool | None = None
+    profiler: str | None = None
+    detect_anomaly: bool = False
+    benchmark: bool | None = None
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
@@ -56,5 +75,11 @@ class TrainerConf(Schema):
         require(node.log_every_n_steps >= 1, f"{key}.log_every_n_steps", node.log_every_n_steps, "must be at least 1")
         require(node.num_sanity_val_steps >= -1, f"{key}.num_sanity_val_steps", node.num_sanity_val_steps,
                 "must be -1 (all) or more")
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            value = node[name]
+            require(value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0),
+                    f"{key}.{name}", value, "must be null, a fraction in [0, 1] or a number of batches")
+        require(node.gradient_clip_algorithm in (None, "norm", "value"), f"{key}.gradient_clip_algorithm",
+                node.gradient_clip_algorithm, "must be norm, value or null")
         require(node.deterministic in (True, False, "warn"), f"{key}.deterministic", node.deterministic,
                 "must be true, false or warn")
