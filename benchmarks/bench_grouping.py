@@ -241,7 +241,9 @@ def language_benchmark(args: argparse.Namespace) -> dict:
         reviewers=[None] * n,
         language_margins=margins,
     )
+    started = time.perf_counter()
     labels, _ = grouping.assign(columns)
+    decided = time.perf_counter() - started
     reasons = [decide_language(it["text"], it["code"], it["confidence"], it["margin"], bounds).reason for it in items]
     assert Counter(r for r, label in zip(reasons, labels, strict=True) if label == UNKNOWN) == grouping.abstained
     baseline = [
@@ -278,7 +280,7 @@ def language_benchmark(args: argparse.Namespace) -> dict:
         "texts": n,
         "languages": sorted(LOCALES),
         "bounds": asdict(bounds),
-        "seconds": {"build_set": round(built, 2), "identify": round(identified, 2)},
+        "seconds": {"build_set": round(built, 2), "identify": round(identified, 2), "rule": round(decided, 3)},
         "rule": rule_score,
         "baseline": base_score,
         "under_shortness_bound": under,
@@ -384,7 +386,7 @@ def surname_benchmark(args: argparse.Namespace) -> dict:
 
 # -- printing --------------------------------------------------------------------------------------------
 def pct(x: float | None) -> str:
-    return "   -  " if x is None else f"{100 * x:5.1f}%"
+    return "    -  " if x is None else f"{100 * x:6.2f}%"
 
 
 def print_language(result: dict) -> None:

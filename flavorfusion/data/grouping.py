@@ -39,7 +39,7 @@ class ReviewColumns:
     #: the reviewer's display name as Google shows it
     reviewers: list[str | None]
     #: the identified language's confidence minus the next language's (None for untranslated reviews)
-    language_margins: list[float | None] | None = None
+    language_margins: list[float | None]
     #: whether language identification ran on the originals
     languages_identified: bool = True
 
@@ -126,7 +126,7 @@ def decide_language(
     Both engines label through this one function."""
     if language is None:
         return LanguageDecision(None, "unidentified")
-    script = main_script(original)
+    script = main_script(original, max_words=bounds.min_words)
     if script.name in SCRIPT_LANGUAGE and SCRIPT_LANGUAGE[script.name] == language:
         return LanguageDecision(language, "script")
     if script.name == "han":
@@ -167,12 +167,10 @@ class LanguageGrouping(Grouping):
             raise ConfigError(
                 "grouping=language needs the language of translated reviews, but source.language_id is null"
             )
-        n = len(reviews.texts)
-        margins = reviews.language_margins if reviews.language_margins is not None else [None] * n
         labels: list[str] = []
         confidences: list[float | None] = []
         for original, language, confidence, margin in zip(
-            reviews.originals, reviews.languages, reviews.language_confidences, margins, strict=True
+            reviews.originals, reviews.languages, reviews.language_confidences, reviews.language_margins, strict=True
         ):
             if original is None:  # not translated: `en` by rule
                 labels.append(language if language is not None else UNKNOWN)
