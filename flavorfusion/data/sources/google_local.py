@@ -385,16 +385,18 @@ def review_columns(
     languages: list[str | None] = [UNTRANSLATED_LANGUAGE if o is None else None for o in originals]
     confidences: list[float | None] = [None] * len(reviews)
     translated = [i for i, o in enumerate(originals) if o is not None]
+    margins: list[float | None] = [None] * len(reviews)
     if language_id is not None and translated:
-        codes, scores = language_id.identify([originals[i] for i in translated], progress=progress)
-        for i, code, score in zip(translated, codes, scores, strict=True):
-            languages[i], confidences[i] = code, score
+        codes, scores, gaps = language_id.identify([originals[i] for i in translated], progress=progress)
+        for i, code, score, gap in zip(translated, codes, scores, gaps, strict=True):
+            languages[i], confidences[i], margins[i] = code, score, gap
     return ReviewColumns(
         texts=[r[TEXT] for r in reviews],
         originals=originals,
         languages=languages,
         language_confidences=confidences,
         reviewers=[r[REVIEWER] for r in reviews],
+        language_margins=margins,
         languages_identified=language_id is not None,
     )
 
@@ -409,7 +411,7 @@ def group_rows(
     """Label the reviews of these restaurants (language, grouping), split each restaurant's reviews
     into groups by label, drop the groups under `grouping.min_group_size`, and yield the rows as
     Arrow tables in `SCHEMA` (about `_WRITE_BATCH_REVIEWS` reviews each). Counts go to `tally`,
-    the grouping's statistics too (they are moved out of `grouping.stats`)."""
+    the grouping's statistics and abstentions too (they are moved out of the grouping)."""
     restaurants = list(restaurants)
     reviews: list[tuple] = []
     spans: list[tuple[int, int]] = []
@@ -419,7 +421,9 @@ def group_rows(
     columns = review_columns(reviews, language_id, progress)
     labels, confidences = grouping.assign(columns)
     tally.update({("grouping", name): n for name, n in grouping.stats.items()})
+    tally.update({("grouping", "abstained", reason): n for reason, n in grouping.abstained.items()})
     grouping.stats.clear()
+    grouping.abstained.clear()
 
     min_size = grouping.min_group_size
     batch = _RowBatch()

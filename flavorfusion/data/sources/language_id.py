@@ -66,14 +66,19 @@ class LanguageIdentifier:
             builder = builder.with_low_accuracy_mode()
         return builder.build()
 
-    def identify(self, texts: list[str], progress: bool = True) -> tuple[list[str | None], list[float]]:
-        """(ISO 639-1 code or None, confidence in [0, 1]) for each text."""
+    def identify(
+        self, texts: list[str], progress: bool = True
+    ) -> tuple[list[str | None], list[float], list[float]]:
+        """(ISO 639-1 code or None, confidence in [0, 1], margin) for each text: the margin is the
+        top language's confidence minus the second one's, what `grouping=language` needs to tell a
+        clear answer from a near tie."""
         if not texts:
-            return [], []
+            return [], [], []
         if self._detector is None:
             self._detector = self._build()
         codes: list[str | None] = []
         confidences: list[float] = []
+        margins: list[float] = []
         with tqdm(
             total=len(texts), desc="language id", unit=" texts", disable=None if progress else True
         ) as bar:
@@ -85,8 +90,12 @@ class LanguageIdentifier:
                     if top is None or top.value <= 0.0:
                         codes.append(None)
                         confidences.append(0.0)
-                    else:
-                        codes.append(top.language.iso_code_639_1.name.lower())
-                        confidences.append(round(float(top.value), CONFIDENCE_DIGITS))
+                        margins.append(0.0)
+                        continue
+                    first = round(float(top.value), CONFIDENCE_DIGITS)
+                    second = round(float(values[1].value), CONFIDENCE_DIGITS) if len(values) > 1 else 0.0
+                    codes.append(top.language.iso_code_639_1.name.lower())
+                    confidences.append(first)
+                    margins.append(round(first - second, CONFIDENCE_DIGITS))
                 bar.update(len(batch))
-        return codes, confidences
+        return codes, confidences, margins
