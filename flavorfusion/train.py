@@ -9,15 +9,15 @@ from omegaconf import DictConfig
 
 from flavorfusion.errors import exit_on_user_error
 from flavorfusion.runs import CONFIG_DIR
-from flavorfusion.training import train
+from flavorfusion.training import objective, train
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     result = train(cfg)
-    # the value a Hydra sweeper optimizes
-    return result.metrics.get(cfg.get("optimized_metric", "val/rougeL"))
+    # what a Hydra sweeper optimizes: one float, or a list following the list `optimized_metric`
+    return objective(result.metrics, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":
