@@ -75,6 +75,8 @@ class OptunaJournalSweeper(Sweeper):
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
         name = str(self.params.get("study_name") or self.config.hydra.job.name)
         study = self._load_or_create(storage, name, directions)
+        if metric_names and study.metric_names is None:
+            study.set_metric_names(metric_names)  # the report names the objectives by them
         done = _recover_interrupted(study)
         sampler = _sampler(self.params.get("sampler"), offset=len(study.trials))
         study.sampler = sampler
