@@ -354,7 +354,8 @@ def report(sweep_dir: str | os.PathLike, pick: int | None = None, max_size_mb: f
         table.to_csv(tmp, index=False)
     chosen = choose(study, pick, max_size_mb)
     written = {"study.csv": paths["study.csv"]}
-    if chosen is not None and chosen.job_dir and os.path.isdir(os.path.join(chosen.job_dir, ".hydra")):
+    if chosen is not None and chosen.job_dir and all(
+            os.path.exists(os.path.join(chosen.job_dir, ".hydra", name)) for name in ("config.yaml", "hydra.yaml")):
         with atomic_output(paths["best.yaml"]) as tmp, open(tmp, "w") as f:
             f.write(best_experiment(chosen, sweep_dir))
         written["best.yaml"] = paths["best.yaml"]

@@ -25,7 +25,8 @@ class OptunaJournalSweeperConf:
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": 42})
     # the journal file; null: <hydra.sweep.dir>/optuna_journal.log. Rerunning with the same sweep dir resumes.
     journal: str | None = None
-    # the search space: key -> choice(a,b) | range(1,5) | interval(0.1,0.9) | tag(log,interval(1e-5,1e-2)) | value
+    # the search space: key -> choice(a,b) | range(1,5) | interval(0.1,0.9) | tag(int, interval(1,20)) |
+    # tag(log, interval(1e-5,1e-2)) | a value
     params: dict[str, str] | None = None
     # trials run first, before the sampler draws (a baseline, a known setting): a list of {key: value}
     enqueue: list[Any] = field(default_factory=list)

@@ -169,8 +169,8 @@ class OptunaJournalSweeper(Sweeper):
 
 def search_space(overrides: list[Override]) -> tuple[list[str], dict]:
     """(overrides every trial gets, {key: optuna distribution}) from Hydra overrides: choice(...) is
-    categorical, range(...) the listed values, interval(a,b) a float (int when both ends are), `tag(log,...)`
-    log-scaled; a plain value is fixed."""
+    categorical, range(...) the listed values, interval(a,b) a float, `tag(int, interval(a,b))` an integer,
+    `tag(log, ...)` log-scaled; a plain value is fixed."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     from flavorfusion.errors import ConfigError
@@ -185,12 +185,13 @@ def search_space(overrides: list[Override]) -> tuple[list[str], dict]:
         value = override.value()
         if isinstance(value, ChoiceSweep | RangeSweep):
             choices = list(override.sweep_iterator())
-            if "log" in getattr(value, "tags", set()):
-                raise ConfigError(f"{key}: tag(log, ...) applies to interval(...), not to {override.input_line}")
+            if {"log", "int"} & set(getattr(value, "tags", set())):
+                raise ConfigError(f"{key}: tag(log, ...) and tag(int, ...) apply to interval(...), not to "
+                                  f"{override.input_line}")
             space[key] = CategoricalDistribution([_plain(c) for c in choices])
         elif isinstance(value, IntervalSweep):
             log_scale = "log" in value.tags
-            if isinstance(value.start, int) and isinstance(value.end, int):
+            if "int" in value.tags:  # Hydra parses interval ends as floats: integers are asked for by tag
                 space[key] = IntDistribution(int(value.start), int(value.end), log=log_scale)
             else:
                 space[key] = FloatDistribution(float(value.start), float(value.end), log=log_scale)
