@@ -247,18 +247,18 @@ def _param_order(runs: list[Run]):
 
 
 def _mark_pareto(runs: list[Run], x_key: str = SIZE_KEY) -> None:
-    """A complete run is on the front when no other run has at least its ROUGE-L at no more size, and is better
-    in one. Without a size, the best ROUGE-L is the front."""
+    """A complete run is on the front when no other run dominates it: at least its ROUGE-L at no more size,
+    better in one. A missing size counts as equal (without sizes the front is the best ROUGE-L)."""
     scored = [r for r in runs if r.state == COMPLETE and r.rouge_l is not None]
+
+    def dominates(a: Run, b: Run) -> bool:
+        xa, xb = a.value(x_key), b.value(x_key)
+        smaller = xa is not None and xb is not None and xa < xb
+        no_larger = xa is None or xb is None or xa <= xb
+        return a.rouge_l >= b.rouge_l and no_larger and (a.rouge_l > b.rouge_l or smaller)
+
     for run in runs:
-        run.pareto = False
-    for run in scored:
-        x = run.value(x_key)
-        run.pareto = not any(
-            o is not run and o.rouge_l >= run.rouge_l
-            and ((x is None or o.value(x_key) is None or o.value(x_key) <= x))
-            and (o.rouge_l > run.rouge_l or (x is not None and o.value(x_key) is not None and o.value(x_key) < x))
-            for o in scored)
+        run.pareto = run in scored and not any(dominates(o, run) for o in scored if o is not run)
 
 
 # ---- choosing ----------------------------------------------------------------------------------------
