@@ -240,3 +240,17 @@ def test_a_directory_without_runs_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path}: no runs")
     with pytest.raises(DataError, match="no such sweep directory"):
         read_sweep(tmp_path / "nope")
+
+
+@pytest.mark.slow
+def test_report_logs_to_the_sweeps_wandb_group_offline(tmp_path, caplog):
+    run = tmp_path / "0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["logger=wandb", "prune.amount=0.5"]))
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"group": "sweep_prune", "logger": {"wandb": {"project": "FlavorFusion", "group": "${group}"}}}))
+    (run / "metrics.json").write_text(json.dumps({"best/rougeL": 20.0, "model/size_mb": 2.0}))
+    caplog.set_level("INFO", logger="flavorfusion.studies")
+    report(tmp_path)  # auto: the runs logged to W&B, so the study does
+    assert "logged the study to W&B group sweep_prune (offline)" in caplog.text
+    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
