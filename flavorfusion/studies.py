@@ -164,7 +164,7 @@ def _merge_vertex(runs: dict[int, Run], path: str) -> None:
             run.state = state
         if job.get("error"):
             run.error = str(job["error"])
-        elif run.state == COMPLETE:
+        elif run.state in (COMPLETE, RUNNING):
             run.error = ""
 
 
@@ -205,7 +205,9 @@ def _merge_optuna(runs: dict[int, Run], study) -> None:
             run.state = FAILED
         elif trial.state in (TrialState.RUNNING, TrialState.WAITING):
             run.state = RUNNING
-        if trial.state != TrialState.COMPLETE:
+        if run.state == RUNNING:
+            run.error = ""
+        elif trial.state != TrialState.COMPLETE:
             run.error = str(attrs.get("error") or run.error or trial.state.name.lower())
         else:
             run.error = ""
@@ -400,8 +402,9 @@ def to_frame(study: Study):
     return frame.dropna(axis=1, how="all") if len(frame) else frame
 
 
-def _swept_overrides(run: Run, study: Study) -> list[str]:
-    return [f"{k}={_short(run.params[k])}" for k in study.swept if k in run.params]
+def _swept_overrides(run: Run, study: Study, short: bool = False) -> list[str]:
+    """`key=value` of the run's swept settings; `short`: the last part of each key (plot labels)."""
+    return [f"{k.split('.')[-1] if short else k}={_short(run.params[k])}" for k in study.swept if k in run.params]
 
 
 def optuna_importances(study: Study):
@@ -495,8 +498,8 @@ def plot_pareto(study: Study, file, chosen: Run | None) -> None:
     axes_keys = [(SIZE_KEY, "size of the served export (MB)")]
     if any(r.value(LATENCY_KEY) is not None for r in scored):
         axes_keys.append((LATENCY_KEY, "CPU seconds per summary (evaluate)"))
-    legend_rows = math.ceil(len(scored) / 2)
-    fig, axes = plt.subplots(1, len(axes_keys), figsize=(6.5 * len(axes_keys) + 1, 4.8 + 0.22 * legend_rows),
+    legend_rows = len(scored)
+    fig, axes = plt.subplots(1, len(axes_keys), figsize=(7 * len(axes_keys) + 1, 4.6 + 0.2 * legend_rows),
                              squeeze=False)
     colors = plt.get_cmap("tab20").colors
     for ax, (key, label) in zip(axes[0], axes_keys, strict=True):
@@ -504,7 +507,7 @@ def plot_pareto(study: Study, file, chosen: Run | None) -> None:
         for i, (r, x) in enumerate(points):
             ax.scatter(x, r.rouge_l, s=90 if r.pareto else 45, color=colors[i % len(colors)],
                        edgecolors="black" if r.pareto else "none", linewidths=1.2, zorder=3,
-                       label=f"#{r.num} " + " ".join(_swept_overrides(r, study)))
+                       label=f"#{r.num}  " + "  ".join(_swept_overrides(r, study, short=True)))
             ax.annotate(f"#{r.num}", (x, r.rouge_l), textcoords="offset points", xytext=(5, 4), fontsize=8)
         front = sorted((x, r.rouge_l) for r, x in points if r.pareto)
         if len(front) > 1:
@@ -522,10 +525,10 @@ def plot_pareto(study: Study, file, chosen: Run | None) -> None:
     title += "; black edge: Pareto front, red ring: chosen"
     fig.suptitle(title, fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    bottom = (0.3 + 0.22 * legend_rows) / (4.8 + 0.22 * legend_rows)
+    bottom = (0.3 + 0.2 * legend_rows) / (4.6 + 0.2 * legend_rows)
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, bottom, 1, 0.95))
+        fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 0.97))
     fig.savefig(file, dpi=110, format="png")
     plt.close(fig)
 
