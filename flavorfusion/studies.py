@@ -450,7 +450,7 @@ def markdown(study: Study, table, chosen: Run | None, importances, written: dict
     not_done = [r for r in study.runs if r.state != COMPLETE]
     if not_done:
         lines += ["## Failed and unfinished runs", ""]
-        lines += [f"- #{r.num} {r.state}: {r.error or '(no error recorded)'}" for r in not_done]
+        lines += [f"- #{r.num} {r.state}: {r.error or ('still running' if r.state == RUNNING else '(no error recorded)')}" for r in not_done]
         lines.append("")
     if chosen is not None:
         lines += ["## Chosen", "",
@@ -522,13 +522,13 @@ def plot_pareto(study: Study, file, chosen: Run | None) -> None:
     missing = len(study.runs) - len(scored)
     title = f"{os.path.basename(os.path.normpath(study.sweep_dir))}: {len(scored)} scored runs"
     title += f"; {missing} failed or unfinished, not drawn (study.md lists them)" if missing else ""
-    title += "; black edge: Pareto front, red ring: chosen"
+    title += "\nblack edge: Pareto front; red ring: the chosen run (best.yaml)"
     fig.suptitle(title, fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
     bottom = (0.3 + 0.2 * legend_rows) / (4.6 + 0.2 * legend_rows)
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, bottom, 1, 0.97))
+    fig.tight_layout(rect=(0, bottom, 1, 0.94))
     fig.savefig(file, dpi=110, format="png")
     plt.close(fig)
 
