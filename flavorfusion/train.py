@@ -7,15 +7,14 @@ The entry point only composes the config and reports user errors in one line; th
 from omegaconf import DictConfig
 
 from flavorfusion.runs import hydra_entry_point
-from flavorfusion.training import train
+from flavorfusion.training import objective, train
 
 
 @hydra_entry_point("train")
-def main(cfg: DictConfig) -> float | list[float | None] | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     result = train(cfg)
-    # what a Hydra sweeper optimizes: one metric, or one value per objective
-    metric = cfg.optimized_metric
-    return result.metrics.get(metric) if isinstance(metric, str) else [result.metrics.get(m) for m in metric]
+    # what a Hydra sweeper optimizes: one float, or a list following the list `optimized_metric`
+    return objective(result.metrics, cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from flavorfusion import provenance, tracking
 from flavorfusion.checks import check_model_limits, validate_train
 from flavorfusion.compression import export_quantized_model, finalize_pruning, model_artifact_type
+from flavorfusion.compression.measures import size_on_disk
+from flavorfusion.errors import ConfigError
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.runs import instantiate_nodes, write_metrics
 from flavorfusion.vertex_env import configure_on_vertex
@@ -71,6 +73,7 @@ def _fit_and_export(cfg: DictConfig, built: Built) -> TrainResult:
     fit(cfg, built)
     metrics = best(built)
     export_dir, quantized_dir = export(cfg, built, metrics, config_yaml)
+    metrics.update(export_sizes(export_dir, quantized_dir))
     report(cfg, built, metrics)
     return TrainResult(metrics, built.summarizer, built.datamodule, built.trainer, export_dir,
                        objects={"quantized_export_dir": quantized_dir})
@@ -176,6 +179,16 @@ def export(cfg: DictConfig, built: Built, metrics: dict, config_yaml: str) -> tu
     return export_dir, quantized_dir
 
 
+def export_sizes(export_dir: str | None, quantized_dir: str | None) -> dict[str, float]:
+    """`model/size_mb`: MB of weights of the export that would be served (the quantized one when there is one),
+    what a study trades ROUGE against; `model/fp_size_mb`: the fp export's."""
+    if export_dir is None:
+        return {}
+    sizes = {"model/fp_size_mb": size_on_disk(export_dir) / 1e6}
+    sizes["model/size_mb"] = size_on_disk(quantized_dir) / 1e6 if quantized_dir else sizes["model/fp_size_mb"]
+    return sizes
+
+
 def upload_export(cfg: DictConfig, loggers: list, export_dir: str, metrics: dict) -> None:
     """The fp export as a `model` (or `pruned_model`) W&B artifact, for each logger that asks for artifacts."""
     artifact_type = model_artifact_type(cfg.prune)
@@ -183,6 +196,22 @@ def upload_export(cfg: DictConfig, loggers: list, export_dir: str, metrics: dict
         if getattr(logger, "log_model_artifact", False):
             tracking.log_model_artifact(logger, export_dir, name=f"{artifact_type}-{logger.experiment.id}",
                                         artifact_type=artifact_type, metadata=metrics)
+
+
+# ---- the value a sweeper optimizes -------------------------------------------------------------------
+
+def objective(metrics: dict, optimized_metric: str | list | None) -> float | list[float] | None:
+    """What `python -m flavorfusion.train` returns: the float named by `optimized_metric`, or, when it is a list
+    (a multi-objective study), the list of those floats in its order; None when it is null."""
+    if optimized_metric is None:
+        return None
+    names = [optimized_metric] if isinstance(optimized_metric, str) else list(optimized_metric)
+    missing = [n for n in names if not isinstance(metrics.get(n), (int, float))]
+    if missing:
+        available = ", ".join(sorted(k for k, v in metrics.items() if isinstance(v, (int, float))))
+        raise ConfigError(f"optimized_metric: {missing[0]!r} is not a metric of this run (it has: {available})")
+    values = [float(metrics[n]) for n in names]
+    return values[0] if isinstance(optimized_metric, str) else values
 
 
 # ---- report ------------------------------------------------------------------------------------------

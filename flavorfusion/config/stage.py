@@ -53,8 +53,8 @@ class TrainConf(RunKeys):
     ckpt_path: str | None = None
     export: bool = True
     inference: bool = False
-    # what a sweeper optimizes: one metric name, or a list (one value per objective) that `train` returns
-    optimized_metric: Any = "val/rougeL"
+    # what `train` returns to a sweeper: a metric name, a list of them (one per objective), or null
+    optimized_metric: Any = None
     prune: Any = None
     quantize: Any = None
     callbacks: Any = None

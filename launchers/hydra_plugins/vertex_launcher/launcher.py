@@ -89,7 +89,9 @@ class VertexLauncher(_SubmitAndPollLauncher):
             vertex.write_job_spec(job, settings, vertex.build_custom_job(job, settings))
             save_job_record(job.composed)
         names = [f"#{job.num} {job.display_name}" for job in planned]
-        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", settings.run_id, planned)
+        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", settings.run_id, [
+            {"num": job.num, "display_name": job.display_name, "output_dir": job.output_uri,
+             "overrides": list(job.composed.overrides)} for job in planned])
 
         if settings.dry_run:
             for job in planned:
@@ -133,17 +135,30 @@ class VertexLocalLauncher(_SubmitAndPollLauncher):
         from ._jobs import describe, job_return
         from .local import LocalProcessBackend
 
+        assert self.config is not None
         poll_interval = self.params.poll_interval
         backend = LocalProcessBackend(self.hydra_context, self.task_function, self.params.max_parallel)
         names = [f"#{job.num}" for job in jobs]
+        # the same record as on Vertex, so that tools reading a sweep (flavorfusion.study) see one format
+        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", self.launched_at, [
+            {"num": job.num, "display_name": f"local-{job.num}", "output_dir": job.local_dir,
+             "overrides": list(job.overrides)} for job in jobs])
+        summary.write()
         log.info("Launching %d jobs in local processes", len(jobs))
         for job in jobs:
             log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
         try:
             outcomes = run_jobs(backend, jobs, names=names, first_poll_delay=min(0.05, poll_interval),
-                                max_poll_delay=poll_interval)
+                                max_poll_delay=poll_interval,
+                                on_submitted=lambda i, job_id: summary.set(jobs[i].num, state="SUBMITTED",
+                                                                           vertex_job=job_id))
         finally:
             backend.close()
+        for job, o in zip(jobs, outcomes, strict=True):
+            # metrics.json, as the Vertex launcher reads it from the job's output dir
+            result = {"metrics": _read_metrics(job.local_dir)} if o.state == "SUCCEEDED" else {"error": o.message}
+            summary.set(job.num, write=False, state=o.state, vertex_job=o.job_id, **result)
+        summary.write()
         _log_results(names, outcomes, describe)
         return [job_return(job, o, n) for job, o, n in zip(jobs, outcomes, names, strict=True)]
 
@@ -159,7 +174,7 @@ def _log_results(names: list[str], outcomes: list, describe) -> None:
 class _SweepSummary:
     """<sweep dir>/vertex_jobs.yaml: every job's Vertex name, state, output dir, and metrics or error."""
 
-    def __init__(self, path: Path, run_id: str, planned: list):
+    def __init__(self, path: Path, run_id: str, planned: list[dict]):
         import yaml
 
         self.path = path
@@ -167,9 +182,8 @@ class _SweepSummary:
         self.entries: dict[int, dict] = {}
         if path.exists():  # batched sweepers launch several times into one sweep dir
             self.entries = {e["num"]: e for e in (yaml.safe_load(path.read_text()) or {}).get("jobs", [])}
-        for job in planned:
-            self.entries[job.num] = {"num": job.num, "display_name": job.display_name, "state": "PLANNED",
-                                     "output_dir": job.output_uri, "overrides": list(job.composed.overrides)}
+        for job in planned:  # num, display_name, output_dir, overrides
+            self.entries[job["num"]] = {**job, "state": "PLANNED"}
 
     def set(self, num: int, write: bool = True, **fields: Any) -> None:
         self.entries[num].update({k: v for k, v in fields.items() if v is not None})
@@ -179,5 +193,18 @@ class _SweepSummary:
     def write(self) -> None:
         import yaml
 
+        from flavorfusion.io import atomic_output
+
         jobs = [self.entries[num] for num in sorted(self.entries)]
-        self.path.write_text(yaml.safe_dump({"run_id": self.run_id, "jobs": jobs}, sort_keys=False))
+        with atomic_output(self.path) as tmp:  # a report read while the sweep runs sees a whole file
+            Path(tmp).write_text(yaml.safe_dump({"run_id": self.run_id, "jobs": jobs}, sort_keys=False))
+
+
+def _read_metrics(job_dir: str) -> dict | None:
+    import json
+
+    try:
+        with open(Path(job_dir) / "metrics.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
