@@ -119,11 +119,12 @@ def test_a_wrong_type_names_the_key_and_the_expected_type_from_the_command_line(
 
 def readme_commands() -> list[list[str]]:
     """Every `python -m flavorfusion.<stage> ...` command of the README (continuation lines joined), as arguments;
-    the README's `...` placeholders become `x`."""
+    the README's `...` placeholders become `x`. `flavorfusion.study DIR` reads a sweep directory, it composes no
+    config."""
     lines = (ROOT / "README.md").read_text().replace("\\\n", " ").splitlines()
     commands = []
     for line in lines:
-        if line.startswith("python -m flavorfusion."):
+        if line.startswith("python -m flavorfusion.") and not line.startswith("python -m flavorfusion.study"):
             words = shlex.split(line.split("  #")[0])
             words = [w.replace("...", "x") for w in words if w != "..."]
             commands.append(words[2:])
