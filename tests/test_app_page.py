@@ -46,7 +46,7 @@ def app_server(tmp_path, tokenizer):
           "summary": s, "model": export, "model_sha256": "x", "generation": "{}"} for b, n, g, c, k, s in ROWS],
         schema=OUTPUT_SCHEMA)
     pq.write_table(table, tmp_path / "summaries.parquet")
-    server = Server(tmp_path, [f"model.path={export}", f"serve.summaries={tmp_path / 'summaries.parquet'}",
+    server = Server(tmp_path, [f"model.name_or_path={export}", f"serve.summaries={tmp_path / 'summaries.parquet'}",
                                "serve.min_group_reviews=3", "generation.max_new_tokens=10",
                                "generation.min_new_tokens=4"])
     try:

@@ -32,7 +32,7 @@ def export(tmp_path_factory, tokenizer):
 def server(tmp_path_factory, export):
     """Two variants of the same export; generation long enough to batch, short enough to be quick."""
     s = Server(tmp_path_factory.mktemp("serve"), [
-        f"model.path={export}", f"+serve.variants.other={export}", "generation.max_new_tokens=12",
+        f"model.name_or_path={export}", f"+serve.variants.other={export}", "generation.max_new_tokens=12",
         "generation.min_new_tokens=6", "serve.max_batch_size=16", "serve.batch_timeout_ms=100", *LIMITS])
     try:
         s.wait_healthy()
@@ -150,7 +150,7 @@ def test_vertex_env_port_routes_and_full_queue(tmp_path, export):
     """AIP_HTTP_PORT and the AIP routes win over serve.port; with room for one waiting item a burst gets 503s."""
     port = free_port()
     env = {"AIP_HTTP_PORT": str(port), "AIP_PREDICT_ROUTE": "/v1/models/ff:predict", "AIP_HEALTH_ROUTE": "/ready"}
-    s = Server(tmp_path, [f"model.path={export}", "serve.max_queue=1", "serve.max_batch_size=1",
+    s = Server(tmp_path, [f"model.name_or_path={export}", "serve.max_queue=1", "serve.max_batch_size=1",
                           "serve.batch_timeout_ms=0", "generation.max_new_tokens=128",
                           "generation.min_new_tokens=128"],
                env=env, port=port)
@@ -178,7 +178,7 @@ def test_vertex_env_port_routes_and_full_queue(tmp_path, export):
 
 
 def test_unknown_model_path_is_one_line_and_exit_2(tmp_path):
-    s = Server(tmp_path, [f"model.path={tmp_path}/missing"])
+    s = Server(tmp_path, [f"model.name_or_path={tmp_path}/missing"])
     try:
         assert s.process.wait(60) == 2
         assert "error: variant trained=" in s.output() or "is not a directory" in s.output()
@@ -197,9 +197,9 @@ def test_health_503_until_the_loader_returns_then_200():
 
     def loader(source):
         release.wait(30)
-        return LoadedModel(lambda lists: [f"{len(r)} reviews" for r in lists], "fake")
+        return LoadedModel(lambda lists: [f"{len(r)} reviews" for r in lists], "fake")  # encode: the reviews
 
-    app = create_app([VariantSource("trained", "fake")], loader, Settings())
+    app = create_app([VariantSource("trained", "/srv/fake")], loader, Settings())
     with TestClient(app) as client:
         answer = client.get("/healthz")
         assert answer.status_code == 503 and "loading" in answer.json()["error"]

@@ -14,13 +14,23 @@ from flavorfusion.models.generation import generate_ids
 from flavorfusion.models.loading import attention_window
 
 
+def source_length_limit(config, max_source_length: int | None = None) -> int:
+    """The longest input the model takes: its encoder positions rounded down to a multiple of the attention
+    window (LED pads inputs up to one), and at most `max_source_length` when given. Longer inputs are truncated
+    to it instead of failing inside the model."""
+    window = attention_window(config)
+    limit = config.max_encoder_position_embeddings // window * window
+    return min(limit, max_source_length) if max_source_length else limit
+
+
 class GroupSummarizer:
     """Encodes groups as validation does (the k longest reviews) and decodes generated summaries. `data` is a data
     config (`conf/data/*.yaml`): lengths, selection and padding."""
 
     def __init__(self, model, tokenizer, data):
         self.model, self.tokenizer = model, tokenizer
-        self.encoder = ExampleEncoder(tokenizer, ReviewSelection.from_config(data), data.max_source_length,
+        self.max_source_length = source_length_limit(model.config, data.max_source_length)
+        self.encoder = ExampleEncoder(tokenizer, ReviewSelection.from_config(data), self.max_source_length,
                                       data.max_target_length)
         self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
                                         pad_to_multiple_of=data.pad_to_multiple_of or attention_window(model.config))
