@@ -57,20 +57,29 @@ def exports(directory: str) -> tuple[str, str]:
     return fp32, int8
 
 
-def loop_throughput(export: str, reviews: list[list[str]], generation: dict, data) -> dict:
-    from flavorfusion.data.record import ReviewGroup
-    from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+class Loop:
+    """The baseline: one `GroupSummarizer.generate` per input (batch 1), in this process."""
 
-    model, tokenizer = load_pretrained(export)
-    model = place_for_inference(model, "cpu", "float32")[0]
-    summarizer = GroupSummarizer(model, tokenizer, data)
-    summarizer.generate(summarizer.encode([ReviewGroup("warm", reviews[0])]), **generation)
-    print(f"loop over {len(reviews)} inputs: {export}", flush=True)
-    start = time.perf_counter()
-    for i, r in enumerate(reviews):
-        summarizer.generate(summarizer.encode([ReviewGroup(str(i), r)]), **generation)
-    seconds = time.perf_counter() - start
-    return {"requests": len(reviews), "seconds": round(seconds, 3), "per_s": round(len(reviews) / seconds, 3)}
+    def __init__(self, export: str, generation: dict, data):
+        from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+
+        model, tokenizer = load_pretrained(export)
+        self.summarizer = GroupSummarizer(place_for_inference(model, "cpu", "float32")[0], tokenizer, data)
+        self.generation = generation
+        self.requests, self.seconds = 0, 0.0
+
+    def run(self, reviews: list[list[str]]) -> None:
+        from flavorfusion.data.record import ReviewGroup
+
+        start = time.perf_counter()
+        for i, r in enumerate(reviews):
+            self.summarizer.generate(self.summarizer.encode([ReviewGroup(str(i), r)]), **self.generation)
+        self.seconds += time.perf_counter() - start
+        self.requests += len(reviews)
+
+    def result(self) -> dict:
+        return {"requests": self.requests, "seconds": round(self.seconds, 3),
+                "per_s": round(self.requests / self.seconds, 3)}
 
 
 def post(url: str, body: dict) -> tuple[int, float]:
@@ -159,21 +168,28 @@ def main() -> None:
               "batch_timeout_ms": args.batch_timeout_ms, "cpu_count": os.cpu_count(), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = exports(tmp)
-        loops = {"fp32": loop_throughput(fp32, reviews[:args.loop_inputs], generation, data),
-                 "int8": loop_throughput(int8, reviews[:args.loop_inputs], generation, data)}
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         log = open(os.path.join(tmp, "server.log"), "wb")  # noqa: SIM115
-        process = start_server(fp32, int8, port, args, log)
+        process = start_server(fp32, int8, port, args, log)  # idle while the loop runs
         try:
             url = f"http://127.0.0.1:{port}"
-            for variant, name in (("trained", "fp32"), ("int8", "int8")):
+            for variant, name, export in (("trained", "fp32", fp32), ("int8", "int8", int8)):
+                # the loop runs right before and right after the variant's bursts (the server idle meanwhile),
+                # so that both see the same load on a shared machine
+                loop = Loop(export, generation, data)
+                loop.run(reviews[:1])  # warm-up, not counted
+                loop.requests = loop.seconds = 0
                 post(url + "/summarize", {"reviews": reviews[0], "variant": variant})  # warm-up
+                half = args.loop_inputs // 2
+                loop.run(reviews[:half])
                 bursts = [burst(url, variant, reviews[:n]) for n in BURSTS]
+                loop.run(reviews[half:args.loop_inputs])
+                print(f"{name}: loop {loop.result()}", flush=True)
                 for b in bursts:
-                    b["vs_loop"] = round(b["per_s"] / loops[name]["per_s"], 2)
-                result["variants"][name] = {"loop": loops[name], "bursts": bursts}
+                    b["vs_loop"] = round(b["per_s"] / loop.result()["per_s"], 2)
+                result["variants"][name] = {"loop": loop.result(), "bursts": bursts}
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
