@@ -1,6 +1,6 @@
 """`python -m flavorfusion.summarize`: a summary for every review group of a table, batched and resumable.
 
-    python -m flavorfusion.summarize model.path=outputs/.../model data.path=groups.parquet output=summaries.parquet
+    python -m flavorfusion.summarize model.name_or_path=outputs/.../model data.path=groups.parquet output=summaries.parquet
 
 The entry point only composes the config and reports user errors in one line; the stage is
 `flavorfusion.summarization.summarize`.

@@ -25,7 +25,11 @@ ROWS = [  # (business_id, name, group, confidence, n_reviews, summary)
     ("b-casa", "Casa Indian Kitchen", "es", 0.66, 2, "too few reviews to trust"),
     ("b-casa", "Casa Indian Kitchen", "fr", 0.7, 4, None),
     ("b-taco", "Taqueria Sol", "es", 0.9, 9, "Los clientes hispanohablantes elogian las tortillas hechas a mano."),
+    ("odd/id #1 x", "Seoul Kitchen", "ko", 0.88, 7, "Korean-speaking guests praise the kimchi jjigae."),
+    ("odd/id #1 x", "Seoul Kitchen", "zh", 0.7, 5, "W" * 5000),  # one 5,000-character word
+    ("b-long", "N" * 5000, "en", 0.9, 4, "A name of one long word."),
 ]
+SIZES = [(390, 844), (1366, 768)]
 
 
 def chromium_or_skip():
@@ -56,23 +60,40 @@ def app_server(tmp_path, tokenizer):
         server.stop()
 
 
-def test_pick_a_restaurant_and_read_its_group_summaries(app_server, tmp_path):
-    chromium_or_skip()
+def browser(width: int, height: int):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(width, height)
+    return driver
+
+
+def overflow(driver) -> int:
+    """How many CSS pixels the page is wider than the viewport (0: no horizontal scrolling)."""
+    return driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def console_errors(driver) -> list:
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def test_pick_a_restaurant_and_read_its_group_summaries(app_server, tmp_path):
+    chromium_or_skip()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = browser(1280, 900)
     try:
         wait = WebDriverWait(driver, 20)
         driver.get(app_server.url + "/app")
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 2)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 4)
         driver.find_element(By.ID, "search").send_keys("casa")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 1)
         driver.find_element(By.CSS_SELECTOR, "#restaurants button").click()
@@ -83,6 +104,12 @@ def test_pick_a_restaurant_and_read_its_group_summaries(app_server, tmp_path):
         assert "dal close to home" in cards["hi"] and "6 reviews" in cards["hi"]
         assert "Not enough reviews" in cards["es"] and "too few reviews to trust" not in cards["es"]  # 2 < 3
         assert "Not enough reviews" in cards["fr"]  # no summary in the output
+        # readable names, the code in a tooltip
+        assert cards["en"].startswith("English") and cards["hi"].startswith("Hindi")
+        assert driver.find_element(By.CSS_SELECTOR, '.card[data-group="hi"] abbr').get_attribute("title").endswith("hi")
+        # the groups side by side on a desktop: the first two cards share a row
+        tops = [c.location["y"] for c in driver.find_elements(By.CSS_SELECTOR, ".card.group")[:2]]
+        assert tops[0] == tops[1], tops
         screenshot = tmp_path / "app.png"
         assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
         print(f"screenshot: {screenshot}")
@@ -92,5 +119,53 @@ def test_pick_a_restaurant_and_read_its_group_summaries(app_server, tmp_path):
         wait.until(lambda d: d.find_element(By.ID, "own-result").text not in ("", "Summarizing..."))
         assert driver.find_element(By.ID, "own-result").get_attribute("class") != "error"
         assert driver.save_screenshot(str(tmp_path / "app-own-reviews.png"))
+        assert console_errors(driver) == []
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_fits_phone_and_desktop_with_long_words_and_odd_ids(app_server, tmp_path, width, height):
+    chromium_or_skip()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser(width, height)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(app_server.url + "/app")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 4)
+        assert overflow(driver) == 0  # with a 5,000-character restaurant name in the list
+        driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="odd/id #1 x"]').click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "restaurant-name"), "Seoul Kitchen"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.group")) == 2)
+        cards = {c.get_attribute("data-group"): c for c in driver.find_elements(By.CSS_SELECTOR, ".card.group")}
+        assert cards["ko"].find_element(By.TAG_NAME, "h3").text == "Korean"
+        assert cards["zh"].find_element(By.TAG_NAME, "h3").text == "Chinese"
+        assert "kimchi" in cards["ko"].text and "W" * 100 in cards["zh"].text
+        assert overflow(driver) == 0  # with a 5,000-character word in a summary
+        for card in cards.values():
+            assert card.rect["x"] >= 0 and card.rect["x"] + card.rect["width"] <= width
+        assert driver.find_element(By.ID, "groups").get_attribute("aria-live") == "polite"
+        driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="b-long"]').click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "restaurant-name"), "NNNN"))
+        assert overflow(driver) == 0  # a 5,000-character name as the heading
+        driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="odd/id #1 x"]').click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "restaurant-name"), "Seoul Kitchen"))
+        shot = tmp_path / f"app-{width}x{height}.png"
+        assert driver.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
+
+
+def test_ids_with_any_character_work_over_the_api(app_server):
+    from urllib.parse import quote
+
+    from .serving_helpers import request
+
+    for url in (f"/api/restaurants/{quote('odd/id #1 x', safe='')}", f"/api/restaurant?id={quote('odd/id #1 x')}"):
+        status, _, raw = request(app_server.url + url)
+        assert status == 200 and b"Seoul Kitchen" in raw, (url, raw[:200])

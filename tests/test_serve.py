@@ -197,9 +197,9 @@ def test_health_503_until_the_loader_returns_then_200():
 
     def loader(source):
         release.wait(30)
-        return LoadedModel(lambda lists: [f"{len(r)} reviews" for r in lists], "fake")
+        return LoadedModel(lambda lists: [f"{len(r)} reviews" for r in lists], "fake")  # encode: the reviews
 
-    app = create_app([VariantSource("trained", "fake")], loader, Settings())
+    app = create_app([VariantSource("trained", "/srv/fake")], loader, Settings())
     with TestClient(app) as client:
         answer = client.get("/healthz")
         assert answer.status_code == 503 and "loading" in answer.json()["error"]
@@ -231,3 +231,35 @@ def test_batcher_merges_splits_and_bounds():
 
     assert asyncio.run(main()) == [[10, 20], [30], [40, 50, 60]]
     assert [len(c) for c in calls[:2]] == [4, 2]
+
+
+def test_batcher_retries_a_failed_batch_one_at_a_time():
+    calls = []
+
+    def process(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [x.upper() for x in items]
+
+    async def main():
+        batcher = Batcher(process, max_batch_size=8, batch_timeout_ms=50, max_queue=16)
+        batcher.start()
+        results = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["bad"]), batcher.submit(["c"]),
+                                       return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert results[0] == ["A"] and results[2] == ["C"] and isinstance(results[1], ValueError)
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+
+
+def test_source_limit_is_the_encoder_positions_rounded_to_the_window():
+    from types import SimpleNamespace
+
+    from flavorfusion.models.loading import source_limit, target_limit
+
+    config = SimpleNamespace(max_encoder_position_embeddings=1000, max_decoder_position_embeddings=300,
+                             attention_window=[64, 128])
+    assert source_limit(config) == 896 and target_limit(config) == 300

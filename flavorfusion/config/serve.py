@@ -26,12 +26,28 @@ class ServerConf(Schema):
     min_group_reviews: int = 3  # groups with fewer reviews show "not enough reviews" on the page
     log_level: str = "info"
     access_log: bool = False
+    # connection limits (uvicorn + h11): a client may not hold the server with slow or idle connections
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    limit_concurrency: int = 256
+    max_header_bytes: int = 16384
+    # security: CORS origins allowed (none by default); the API key's source, never the key itself
+    cors_origins: list[str] = field(default_factory=list)
+    api_key_env: str | None = None
+    api_key_secret: str | None = None  # projects/P/secrets/S/versions/V
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
         require(0 < node.port < 65536, f"{key}.port", node.port, "must be in 1..65535")
-        for name in ("max_batch_size", "max_queue", "max_reviews", "max_chars", "min_group_reviews"):
-            require(node[name] > 0, f"{key}.{name}", node[name], "must be a positive integer")
+        for name in ("max_batch_size", "max_queue", "max_reviews", "max_chars", "min_group_reviews", "header_timeout_s",
+                     "body_timeout_s", "keep_alive_s", "limit_concurrency", "max_header_bytes"):
+            require(node[name] > 0, f"{key}.{name}", node[name], "must be positive")
+        for origin in node.cors_origins:
+            require(bool(origin), f"{key}.cors_origins", list(node.cors_origins),
+                    "must list origins, e.g. [https://example.com]")
+        require(not (node.api_key_env and node.api_key_secret), f"{key}.api_key_secret", node.api_key_secret,
+                f"and {key}.api_key_env are both set: give one")
         require(node.batch_timeout_ms >= 0, f"{key}.batch_timeout_ms", node.batch_timeout_ms, "must be 0 or more")
         require(node.log_level in LOG_LEVELS, f"{key}.log_level", node.log_level,
                 f"must be one of {', '.join(LOG_LEVELS)}")

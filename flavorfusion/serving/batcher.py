@@ -6,14 +6,19 @@ is refused at once (`QueueFull`, answered 503 with Retry-After) instead of waiti
 One worker task per batcher takes batches off the queue and runs the (blocking) generation in a thread
 (`asyncio.to_thread`), so the event loop keeps accepting and answering requests meanwhile. One worker per
 model also means one generate call at a time per model.
+
+When a batch fails, its items are retried one at a time: only the item at fault gets the error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class QueueFull(Exception):
@@ -84,11 +89,28 @@ class Batcher:
                 self.on_batch(len(batch))
             try:
                 results = await asyncio.to_thread(self.process, [item for item, _ in batch])
-            except Exception as err:  # the requests of this batch fail; the worker goes on
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
+            except Exception as err:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(err)
+                    continue
+                log.warning("a batch of %d failed (%s: %s); retrying its items one at a time", len(batch),
+                            type(err).__name__, err)
+                await self._one_by_one(batch)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _one_by_one(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        for item, future in batch:
+            if future.done():
+                continue
+            try:
+                result = (await asyncio.to_thread(self.process, [item]))[0]
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+            else:
                 if not future.done():
                     future.set_result(result)

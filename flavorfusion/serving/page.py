@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from flavorfusion.errors import ConfigError
+from flavorfusion.serving.names import group_name
 
 REQUIRED = ("business_id", "group", "summary")
 OPTIONAL = ("name", "n_reviews", "group_confidence")
@@ -68,7 +69,7 @@ class Catalog:
                 confidence = None
             summary = (row.get("summary") or "").strip() or None
             too_few = n_reviews is not None and n_reviews < self.min_group_reviews
-            groups.append({"group": name, "n_reviews": n_reviews, "group_confidence": confidence,
+            groups.append({"group": name, "label": group_name(name), "n_reviews": n_reviews, "group_confidence": confidence,
                            "summary": None if too_few else summary, "enough_reviews": bool(summary) and not too_few})
         return {"business_id": business_id, "name": entry["name"] or business_id, "groups": groups}
 
@@ -79,26 +80,42 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>FlavorFusion</title>
+<link rel="icon" href="data:,">
 <style>
-  body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #faf8f5; }
-  header { background: #7a2e12; color: #fff; padding: 14px 24px; }
+  *, *::before, *::after { box-sizing: border-box; }
+  body { font-family: system-ui, sans-serif; margin: 0; color: #1f1f1f; background: #faf8f5;
+    overflow-wrap: anywhere; line-height: 1.45; }
+  header { background: #7a2e12; color: #fff; padding: 14px clamp(12px, 3vw, 24px); }
   header h1 { margin: 0; font-size: 22px; }
-  header p { margin: 4px 0 0; opacity: .85; font-size: 14px; }
-  main { display: grid; grid-template-columns: 300px 1fr; gap: 24px; padding: 20px 24px; align-items: start; }
+  header p { margin: 4px 0 0; font-size: 14px; }
+  main { display: grid; grid-template-columns: minmax(0, 18rem) minmax(0, 1fr); gap: 24px;
+    padding: 20px clamp(12px, 3vw, 24px); align-items: start; max-width: 100%; }
+  main > section { min-width: 0; }
   main > section:first-child { position: sticky; top: 12px; }
-  input, textarea, select, button { font: inherit; }
-  #search { width: 100%; box-sizing: border-box; padding: 8px; border: 1px solid #bbb; border-radius: 6px; }
-  #restaurants { list-style: none; padding: 0; margin: 10px 0; max-height: 70vh; overflow: auto; }
+  @media (max-width: 720px) {
+    main { grid-template-columns: minmax(0, 1fr); gap: 16px; }
+    main > section:first-child { position: static; }
+    #restaurants { max-height: 40vh; }
+  }
+  input, textarea, select, button { font: inherit; max-width: 100%; }
+  #search { width: 100%; padding: 8px; border: 1px solid #767676; border-radius: 6px; }
+  #restaurants { list-style: none; padding: 0; margin: 10px 0; max-height: 70vh; overflow-y: auto; overflow-x: hidden; }
   #restaurants li button { width: 100%; text-align: left; padding: 8px 10px; border: 0; border-radius: 6px;
-    background: none; cursor: pointer; }
+    background: none; cursor: pointer; color: inherit; overflow-wrap: anywhere; }
   #restaurants li button:hover, #restaurants li button.selected { background: #f0e2d8; }
-  .muted { color: #777; font-size: 13px; }
-  .card { background: #fff; border: 1px solid #e3ddd6; border-radius: 10px; padding: 14px 16px; margin: 0 0 12px; }
+  #restaurants li button:focus-visible, button:focus-visible, input:focus-visible, textarea:focus-visible {
+    outline: 3px solid #1a5fb4; outline-offset: 1px; }
+  .muted { color: #595959; font-size: 13px; }
+  #groups { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 16rem), 1fr)); gap: 12px;
+    margin-bottom: 12px; }
+  .card { background: #fff; border: 1px solid #d9d2ca; border-radius: 10px; padding: 14px 16px; min-width: 0; }
+  #groups .card { margin: 0; }
   .card h3 { margin: 0 0 6px; font-size: 16px; }
-  .card .meta { color: #666; font-size: 13px; margin-bottom: 8px; }
-  .card.too-few { opacity: .75; font-style: italic; }
-  textarea { width: 100%; box-sizing: border-box; min-height: 110px; padding: 8px; border: 1px solid #bbb;
-    border-radius: 6px; }
+  .card h3 abbr { text-decoration: none; cursor: help; }
+  .card .code { color: #595959; font-weight: normal; font-size: 13px; }
+  .card .meta { color: #595959; font-size: 13px; margin-bottom: 8px; }
+  .card.too-few .summary { font-style: italic; color: #595959; }
+  textarea { width: 100%; min-height: 110px; padding: 8px; border: 1px solid #767676; border-radius: 6px; }
   button.primary { background: #7a2e12; color: #fff; border: 0; border-radius: 6px; padding: 8px 16px;
     cursor: pointer; margin-top: 8px; }
   #own-result { white-space: pre-wrap; }
@@ -108,20 +125,20 @@ PAGE = """<!doctype html>
 <body>
 <header><h1>FlavorFusion</h1><p>What do people of each culture think of this restaurant?</p></header>
 <main>
-  <section>
+  <section aria-label="Restaurants">
     <input id="search" type="search" placeholder="Search a restaurant" aria-label="Search a restaurant">
     <ul id="restaurants"></ul>
-    <p id="count" class="muted"></p>
+    <p id="count" class="muted" aria-live="polite"></p>
   </section>
   <section>
     <h2 id="restaurant-name">Pick a restaurant</h2>
-    <div id="groups"></div>
+    <div id="groups" aria-live="polite" aria-label="Summaries by group, side by side"></div>
     <div class="card">
       <h3>Summarize your own reviews</h3>
       <p class="muted">One review per paragraph (separate them with an empty line).</p>
       <textarea id="own-reviews" aria-label="Reviews"></textarea>
       <button id="own-submit" class="primary">Summarize</button>
-      <p id="own-result"></p>
+      <p id="own-result" aria-live="polite"></p>
     </div>
   </section>
 </main>
@@ -129,11 +146,18 @@ PAGE = """<!doctype html>
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; };
 
+async function getJson(url, options) {
+  const r = await fetch(url, options);
+  let data = {};
+  try { data = await r.json(); } catch (e) { data = {error: 'the server answered ' + r.status}; }
+  return [r.ok, data];
+}
+
 async function search(query) {
-  const r = await fetch('/api/restaurants?q=' + encodeURIComponent(query));
-  const data = await r.json();
+  const [ok, data] = await getJson('/api/restaurants?q=' + encodeURIComponent(query));
   const list = document.getElementById('restaurants');
   list.replaceChildren();
+  if (!ok) { document.getElementById('count').textContent = data.error; return; }
   for (const item of data.restaurants) {
     const li = el('li'); const b = el('button', '', item.name);
     b.dataset.id = item.business_id;
@@ -147,15 +171,18 @@ async function search(query) {
 async function show(id, button) {
   document.querySelectorAll('#restaurants button').forEach(b => b.classList.remove('selected'));
   if (button) button.classList.add('selected');
-  const r = await fetch('/api/restaurants/' + encodeURIComponent(id));
-  const data = await r.json();
-  document.getElementById('restaurant-name').textContent = data.name || data.error;
+  const [ok, data] = await getJson('/api/restaurant?id=' + encodeURIComponent(id));
+  const title = document.getElementById('restaurant-name');
+  title.textContent = ok ? data.name : data.error;
+  title.className = ok ? '' : 'error';
   const groups = document.getElementById('groups');
   groups.replaceChildren();
-  for (const g of data.groups || []) {
+  for (const g of (ok && data.groups) || []) {
     const card = el('div', 'card group' + (g.enough_reviews ? '' : ' too-few'));
     card.dataset.group = g.group;
-    card.append(el('h3', '', g.group));
+    const name = el('abbr', '', g.label || g.group);
+    name.title = 'group code: ' + g.group;
+    const h = el('h3'); h.append(name); card.append(h);
     const meta = [];
     meta.push(g.n_reviews === null ? 'reviews: unknown' : g.n_reviews + (g.n_reviews === 1 ? ' review' : ' reviews'));
     if (g.group_confidence !== null) meta.push('confidence ' + Math.round(g.group_confidence * 100) + '%');
@@ -170,10 +197,9 @@ document.getElementById('own-submit').onclick = async () => {
   const out = document.getElementById('own-result');
   const reviews = document.getElementById('own-reviews').value.split(/\\n\\s*\\n/).map(s => s.trim()).filter(Boolean);
   out.className = ''; out.textContent = 'Summarizing...';
-  const r = await fetch('/summarize', {method: 'POST', headers: {'Content-Type': 'application/json'},
-                                       body: JSON.stringify({reviews})});
-  const data = await r.json();
-  if (r.ok) { out.textContent = data.summary; }
+  const [ok, data] = await getJson('/summarize', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                 body: JSON.stringify({reviews})});
+  if (ok) { out.textContent = data.summary; }
   else { out.className = 'error'; out.textContent = data.error; }
 };
 search('');

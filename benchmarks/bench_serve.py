@@ -1,0 +1,214 @@
+"""The server under bursts of concurrent requests against a plain `generate` loop over the same inputs.
+
+Starts the real server (`python -m flavorfusion.serve`, a subprocess on 127.0.0.1) serving an fp32 export of
+the benchmarks' `small` LED shape (d_model 256, 2+2 layers, window 128; random weights: speed only) and its
+int8_dynamic export beside it, sends bursts of 1, 8, 32 and 64 concurrent `POST /summarize` to each variant,
+and reports p50/p95 latency, throughput, status counts and the mean batch size (from /metrics). The baseline
+is a plain loop (one `GroupSummarizer.generate` per input, batch 1, the same encoding and generation settings)
+over the same inputs, in this process, in the same run. Every generation makes exactly --new-tokens tokens.
+
+    python benchmarks/bench_serve.py [--new-tokens 16] [--loop-inputs 16] [--out benchmarks/results/serve.json]
+
+Target: at 32 concurrent requests, >= 3x the loop's throughput with fp32; int8 beside it.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from statistics import median
+
+from omegaconf import OmegaConf
+
+from flavorfusion.models.loading import load_pretrained, save_pretrained
+from flavorfusion.models.tiny import build_tiny_led, train_tokenizer
+from flavorfusion.resources import resource_path
+
+ROOT = Path(__file__).resolve().parents[1]
+BURSTS = (1, 8, 32, 64)
+TARGET_RATIO_AT_32 = 3.0
+
+
+def inputs(n: int) -> list[list[str]]:
+    with open(resource_path("quickstart_reviews.jsonl"), encoding="utf-8") as f:
+        groups = [json.loads(line)["reviews"] for line in f if line.strip()]
+    return [groups[i % len(groups)] for i in range(n)]
+
+
+def exports(directory: str) -> tuple[str, str]:
+    from flavorfusion.compression.quantization import export_quantized
+
+    tokenizer = train_tokenizer(resource_path("quickstart_reviews.jsonl"), vocab_size=1000)
+    model = build_tiny_led(tokenizer, d_model=256, layers=2, heads=4, ffn_dim=1024, attention_window=128,
+                           max_source_positions=4096, max_target_positions=1024)
+    fp32 = save_pretrained(model, tokenizer, os.path.join(directory, "fp32"))
+    int8 = export_quantized(OmegaConf.create({"method": "int8_dynamic", "exclude": [],
+                                              "export_dir": os.path.join(directory, "int8")}), fp32)
+    return fp32, int8
+
+
+class Loop:
+    """The baseline: one `GroupSummarizer.generate` per input (batch 1), in this process."""
+
+    def __init__(self, export: str, generation: dict, data):
+        from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+
+        model, tokenizer = load_pretrained(export)
+        self.summarizer = GroupSummarizer(place_for_inference(model, "cpu", "float32")[0], tokenizer, data)
+        self.generation = generation
+        self.requests, self.seconds = 0, 0.0
+
+    def run(self, reviews: list[list[str]]) -> None:
+        from flavorfusion.data.record import ReviewGroup
+
+        start = time.perf_counter()
+        for i, r in enumerate(reviews):
+            self.summarizer.generate(self.summarizer.encode([ReviewGroup(str(i), r)]), **self.generation)
+        self.seconds += time.perf_counter() - start
+        self.requests += len(reviews)
+
+    def result(self) -> dict:
+        return {"requests": self.requests, "seconds": round(self.seconds, 3),
+                "per_s": round(self.requests / self.seconds, 3)}
+
+
+def post(url: str, body: dict) -> tuple[int, float]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            r.read()
+            status = r.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    return status, time.perf_counter() - start
+
+
+def metric(url: str, name: str, variant: str) -> float:
+    text = urllib.request.urlopen(url + "/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{variant="{variant}"}} '):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def burst(url: str, variant: str, reviews: list[list[str]]) -> dict:
+    n = len(reviews)
+    barrier = threading.Barrier(n)
+    calls = metric(url, "flavorfusion_batch_size_count", variant)
+    items = metric(url, "flavorfusion_batch_size_sum", variant)
+
+    def one(r):
+        barrier.wait()
+        return post(url + "/summarize", {"reviews": r, "variant": variant})
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, reviews))
+    seconds = time.perf_counter() - start
+    latencies = sorted(t for _, t in results)
+    statuses: dict[str, int] = {}
+    for s, _ in results:
+        statuses[str(s)] = statuses.get(str(s), 0) + 1
+    calls = metric(url, "flavorfusion_batch_size_count", variant) - calls
+    items = metric(url, "flavorfusion_batch_size_sum", variant) - items
+    return {"concurrency": n, "seconds": round(seconds, 3), "per_s": round(n / seconds, 3),
+            "p50_ms": round(1000 * median(latencies), 1),
+            "p95_ms": round(1000 * latencies[min(n - 1, int(0.95 * n))], 1),
+            "statuses": statuses, "generate_calls": calls, "mean_batch": round(items / calls, 2) if calls else None}
+
+
+def start_server(fp32: str, int8: str, port: int, args, log) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "flavorfusion.serve", f"model.name_or_path={fp32}", f"+serve.variants.int8={int8}",
+           f"serve.port={port}", f"serve.max_batch_size={args.max_batch_size}",
+           f"serve.batch_timeout_ms={args.batch_timeout_ms}", "serve.max_queue=256", "device=cpu",
+           f"generation.max_new_tokens={args.new_tokens}", f"generation.min_new_tokens={args.new_tokens}",
+           f"data.max_source_length={args.max_source_length}", f"hydra.run.dir={log.name}.run"]
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited: {Path(log.name).read_text()[-2000:]}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).status == 200:
+                return process
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise SystemExit("the server did not become healthy in 180 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--loop-inputs", type=int, default=16, help="inputs of the baseline loop (the bursts' first)")
+    parser.add_argument("--max-source-length", type=int, default=512)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-ms", type=float, default=50)
+    parser.add_argument("--out", default="benchmarks/results/serve.json")
+    args = parser.parse_args()
+
+    data = OmegaConf.load(ROOT / "conf" / "data" / "reviews.yaml")
+    data.seed = 0  # the data config interpolates the run seed
+    data.max_source_length = args.max_source_length
+    generation = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "num_beams": 1}
+    reviews = inputs(max(BURSTS))
+    load_before = os.getloadavg()
+    result = {"shape": "small (d_model 256, 2+2 layers, window 128)", "new_tokens": args.new_tokens,
+              "max_source_length": args.max_source_length, "max_batch_size": args.max_batch_size,
+              "batch_timeout_ms": args.batch_timeout_ms, "cpu_count": os.cpu_count(), "variants": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = exports(tmp)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = open(os.path.join(tmp, "server.log"), "wb")  # noqa: SIM115
+        process = start_server(fp32, int8, port, args, log)  # idle while the loop runs
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for variant, name, export in (("trained", "fp32", fp32), ("int8", "int8", int8)):
+                # the loop runs right before and right after the variant's bursts (the server idle meanwhile),
+                # so that both see the same load on a shared machine
+                loop = Loop(export, generation, data)
+                loop.run(reviews[:1])  # warm-up, not counted
+                loop.requests = loop.seconds = 0
+                post(url + "/summarize", {"reviews": reviews[0], "variant": variant})  # warm-up
+                half = args.loop_inputs // 2
+                loop.run(reviews[:half])
+                bursts = [burst(url, variant, reviews[:n]) for n in BURSTS]
+                loop.run(reviews[half:args.loop_inputs])
+                print(f"{name}: loop {loop.result()}", flush=True)
+                for b in bursts:
+                    b["vs_loop"] = round(b["per_s"] / loop.result()["per_s"], 2)
+                result["variants"][name] = {"loop": loop.result(), "bursts": bursts}
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+            log.close()
+    result["loadavg_before"], result["loadavg_after"] = load_before, os.getloadavg()
+    at32 = next(b for b in result["variants"]["fp32"]["bursts"] if b["concurrency"] == 32)
+    result["fp32_ratio_at_32"] = at32["vs_loop"]
+    result["target_met"] = at32["vs_loop"] >= TARGET_RATIO_AT_32
+    for name, v in result["variants"].items():
+        print(f"{name}: loop {v['loop']['per_s']:.2f} req/s")
+        for b in v["bursts"]:
+            print(f"  {b['concurrency']:3d} concurrent: {b['per_s']:6.2f} req/s ({b['vs_loop']:.2f}x loop)  "
+                  f"p50 {b['p50_ms']:.0f} ms  p95 {b['p95_ms']:.0f} ms  mean batch {b['mean_batch']}  {b['statuses']}")
+    print(f"loadavg before {load_before}, after {result['loadavg_after']}")
+    print(f"fp32 at 32 concurrent: {at32['vs_loop']:.2f}x the loop (target {TARGET_RATIO_AT_32}x: "
+          f"{'met' if result['target_met'] else 'NOT met'})")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
