@@ -24,8 +24,11 @@ ORIGIN = "https://ok.example"
 def exports(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("exports")
     good = save_pretrained(build_tiny_led(tokenizer), tokenizer, str(root / "model"))
-    # 4 decoder positions and 12 new tokens: generation fails inside the model, whatever the input
-    broken = save_pretrained(build_tiny_led(tokenizer, max_target_positions=4), tokenizer, str(root / "broken"))
+    # an embedding table of 16 rows under a tokenizer of 1000 ids: generation fails inside the model for any review
+    # (the server caps lengths at the model's positions, so those no longer break a model)
+    broken_model = build_tiny_led(tokenizer)
+    broken_model.resize_token_embeddings(16)
+    broken = save_pretrained(broken_model, tokenizer, str(root / "broken"))
     return good, broken
 
 
