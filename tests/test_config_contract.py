@@ -1,9 +1,10 @@
 """The config contract, tried as a user would: every bad value, wrong type, unknown key or inconsistent pair on the
 command line of any stage (and of the Vertex launcher) ends with exit status 2 and one line naming the key."""
 
-import importlib
-import logging
+import json
+import os
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -65,6 +66,10 @@ BAD_OVERRIDES = [
     ("serve", [*SERVE, "serve.variants.trained=/other"], "serve.variants.trained"),
     ("serve", [*SERVE, "serve.max_batch_size=abc"], "serve.max_batch_size"),
     ("serve", [*SERVE, "serve.workers=4"], "serve.workers"),
+    ("serve", [*SERVE, "serve.keep_alive_s=0"], "serve.keep_alive_s"),
+    ("serve", [*SERVE, "serve.api_key_env=FF_KEY", "serve.api_key_secret=projects/p/secrets/s/versions/1"],
+     "serve.api_key_secret"),
+    ("prepare", [*PREPARE, "grouping=language", "grouping.min_margin=2"], "grouping.min_margin"),
     ("train", [*QUICKSTART, "-m", "hydra/launcher=vertex_local", "hydra.launcher.poll_interval=abc"],
      "hydra.launcher.poll_interval"),
     ("train", [*QUICKSTART, *VERTEX, "hydra.launcher.accelerator_count=-1"], "hydra.launcher.accelerator_count"),
@@ -73,25 +78,24 @@ BAD_OVERRIDES = [
 ]
 
 
-def drop_stale_log_handlers() -> None:
-    """Hydra points logging at the sys.stdout of its run: pytest's capture of an earlier case, closed since."""
-    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
-        for handler in list(logger.handlers):
-            if getattr(getattr(handler, "stream", None), "closed", False):
-                logger.removeHandler(handler)
+def run_in_one_process(cases: list[tuple[str, list[str]]], tmp_path) -> list[tuple[int, str, str]]:
+    """Each (stage, args) as `python -m flavorfusion.<stage> args...`, all in one fresh process (tests/cli_runner.py)
+    run from `tmp_path`: (exit status, stderr, stdout) of each."""
+    def argv(i: int, args: list[str]) -> list[str]:
+        flags = [a for a in args if a.startswith("-") and "=" not in a and a not in ("job",)]
+        rest = [a for a in args if a not in flags]
+        return [*flags, *rest, f"hydra.run.dir={tmp_path}/run{i}", f"hydra.sweep.dir={tmp_path}/sweep{i}"]
+
+    payload = json.dumps([[stage, argv(i, args)] for i, (stage, args) in enumerate(cases)])
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "cli_runner.py")], input=payload, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [tuple(r) for r in json.loads(done.stdout)]
 
 
-def run_in_process(stage: str, args: list[str], tmp_path, monkeypatch, capsys) -> tuple[int, list[str]]:
-    """`python -m flavorfusion.<stage> args...` in this process (a fresh process per case would cost seconds)."""
-    drop_stale_log_handlers()
-    monkeypatch.chdir(tmp_path)
-    main = importlib.import_module(f"flavorfusion.{stage}").main
-    flags = [a for a in args if a == "-m"]  # Hydra's flags come before the overrides
-    monkeypatch.setattr(sys, "argv", [stage, *flags, *(a for a in args if a != "-m"), f"hydra.run.dir={tmp_path}/run",
-                                      f"hydra.sweep.dir={tmp_path}/sweep"])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+@pytest.fixture(scope="module")
+def bad_override_results(tmp_path_factory):
+    return run_in_one_process([(stage, args) for stage, args, _ in BAD_OVERRIDES], tmp_path_factory.mktemp("bad"))
 
 
 def test_the_table_covers_every_stage_and_the_launcher():
@@ -102,8 +106,9 @@ def test_the_table_covers_every_stage_and_the_launcher():
 
 @pytest.mark.parametrize(("stage", "overrides", "key"), BAD_OVERRIDES,
                          ids=[f"{stage}:{overrides[-1]}" for stage, overrides, _ in BAD_OVERRIDES])
-def test_a_bad_override_exits_2_with_one_line_naming_its_key(stage, overrides, key, tmp_path, monkeypatch, capsys):
-    code, lines = run_in_process(stage, overrides, tmp_path, monkeypatch, capsys)
+def test_a_bad_override_exits_2_with_one_line_naming_its_key(stage, overrides, key, bad_override_results):
+    code, err, _ = bad_override_results[BAD_OVERRIDES.index((stage, overrides, key))]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, lines
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert key in lines[0], lines[0]
@@ -136,17 +141,21 @@ def first_sweep_value(override: str) -> str:
     return f"{key}={value.split(',')[0]}" if "," in value and not value.startswith(("[", "{", "'")) else override
 
 
-@pytest.mark.parametrize("command", readme_commands(), ids=lambda c: " ".join(c)[:80])
-def test_every_readme_command_composes_with_cfg_job(command, tmp_path, monkeypatch, capsys):
-    drop_stale_log_handlers()
-    monkeypatch.chdir(tmp_path)
-    stage, args = command[0].removeprefix("flavorfusion."), [a for a in command[1:] if a not in ("--cfg", "job")]
-    if "-m" in args:  # a sweep: the config of its first job (Hydra's --cfg takes no -m)
-        args = [first_sweep_value(a) for a in args if a != "-m"]
-    main = importlib.import_module(f"flavorfusion.{stage}").main
-    monkeypatch.setattr(sys, "argv", [stage, "--cfg", "job", *args])
-    main()  # a config that does not compose exits 2 here
-    printed = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def readme_results(tmp_path_factory):
+    cases = []
+    for command in readme_commands():
+        args = [a for a in command[1:] if a not in ("--cfg", "job")]
+        if "-m" in args:  # a sweep: the config of its first job (Hydra's --cfg takes no -m)
+            args = [first_sweep_value(a) for a in args if a != "-m"]
+        cases.append((command[0].removeprefix("flavorfusion."), ["--cfg", "job", *args]))
+    return run_in_one_process(cases, tmp_path_factory.mktemp("readme"))
+
+
+@pytest.mark.parametrize("index", range(len(readme_commands())), ids=[" ".join(c)[:80] for c in readme_commands()])
+def test_every_readme_command_composes_with_cfg_job(index, readme_results):
+    code, err, printed = readme_results[index]
+    assert code == 0, err[-2000:]
     assert "task_name:" in printed or "output:" in printed, printed[-500:]
 
 
