@@ -202,3 +202,20 @@ def test_inputs_and_cache_choice(model, batch):
         generate_ids(model, {k: batch[k] for k in ("input_ids", "attention_mask")}, max_new_tokens=2)
     with pytest.raises(ValueError, match="cache="):
         generate_ids(model, batch, max_new_tokens=2, cache_implementation="static")
+
+
+def test_min_new_tokens_and_max_new_tokens_are_the_exact_reachable_lengths(tokenizer, batch):
+    """A model that always prefers EOS stops after one token unless min_new_tokens holds it back, and one that
+    never emits EOS runs to max_new_tokens: the lengths are exact, not bounds that any output meets."""
+    model = build_tiny_led(tokenizer, attention_window=WINDOW).eval()
+    eos = model.config.eos_token_id
+    with torch.no_grad():
+        model.final_logits_bias[0, eos] = 1e4
+    assert generate_ids(model, batch, max_new_tokens=8).shape[1] == 2  # decoder start + EOS
+    ids = generate_ids(model, batch, max_new_tokens=8, min_new_tokens=3)
+    assert ids.shape[1] == 5 and (ids[:, 4] == eos).all() and (ids[:, 1:4] != eos).all()
+    assert torch.equal(ids, hf_generate(model, batch, max_new_tokens=8, min_new_tokens=3))
+    with torch.no_grad():
+        model.final_logits_bias[0, eos] = -1e4
+    ids = generate_ids(model, batch, max_new_tokens=7, min_new_tokens=1)
+    assert ids.shape[1] == 8 and not (ids[:, 1:] == eos).any()
