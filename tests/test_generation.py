@@ -85,7 +85,9 @@ def test_static_cache_logits_equal_dynamic_and_unfixed_differ(model, batch):
     unfixed = hf_generate(model, batch, cache_implementation="static", **settings)
 
     assert len(fixed.logits) == len(dynamic.logits) == NEW_TOKENS
-    assert max_step_difference(fixed.logits, dynamic.logits) < 1e-5
+    # float32 roundoff only (the static buffers sum in another order): up to 4.3e-5 on logits of magnitude ~6 on
+    # the shared 2-core machine (1e-5 failed there); a wrong mask moves them by ~1
+    assert max_step_difference(fixed.logits, dynamic.logits) < 1e-4
     assert torch.equal(fixed.sequences, dynamic.sequences)
     # transformers' own static cache on LED is wrong from the first step (same inputs there); if this fails,
     # transformers fixed LEDDecoder's one-token causal mask and led_static_cache may be dropped
