@@ -399,6 +399,19 @@ def test_weights_sha256_changes_with_any_weight_name_dtype_or_shape(tokenizer):
     assert weights_sha256(model.to(torch.bfloat16)) != changed  # the dtype is hashed
 
 
+def test_weights_sha256_tells_apart_the_same_bytes_under_another_name_dtype_or_shape():
+    from flavorfusion.summarization import weights_sha256
+
+    def model(**tensors):
+        return type("Weights", (), {"state_dict": lambda self: tensors})()
+
+    zeros = torch.zeros(4, dtype=torch.float32)  # 16 zero bytes, as are the int32 and reshaped variants below
+    digests = {weights_sha256(model(a=zeros)), weights_sha256(model(b=zeros)),
+               weights_sha256(model(a=zeros.view(2, 2))), weights_sha256(model(a=torch.zeros(4, dtype=torch.int32)))}
+    assert len(digests) == 4
+    assert weights_sha256(model(a=zeros, b=torch.ones(2))) == weights_sha256(model(b=torch.ones(2), a=zeros.clone()))
+
+
 def test_summarize_refuses_an_output_written_by_other_weights_with_the_same_generation(tokenizer, tmp_path):
     import shutil
 
