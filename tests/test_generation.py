@@ -221,3 +221,18 @@ def test_min_new_tokens_and_max_new_tokens_are_the_exact_reachable_lengths(token
         model.final_logits_bias[0, eos] = -1e4
     ids = generate_ids(model, batch, max_new_tokens=7, min_new_tokens=1)
     assert ids.shape[1] == 8 and not (ids[:, 1:] == eos).any()
+
+
+def test_generation_runs_without_dropout_and_gives_back_training_mode(tokenizer, batch):
+    """Validation generates from a model Lightning keeps in training mode: dropout must be off while generating
+    (the tokens are the eval-mode ones) and training mode back after."""
+    import copy
+
+    config = build_tiny_led(tokenizer, attention_window=WINDOW).config
+    config.init_std, config.dropout, config.attention_dropout, config.activation_dropout = 0.5, 0.5, 0.5, 0.5
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LEDForConditionalGeneration(config).train()
+    expected = hf_generate(copy.deepcopy(model).eval(), batch, max_new_tokens=8, min_new_tokens=8)
+    assert torch.equal(generate_ids(model, batch, max_new_tokens=8, min_new_tokens=8), expected)
+    assert all(m.training for m in model.modules())
