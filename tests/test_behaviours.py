@@ -209,9 +209,9 @@ def test_batch_timeout_ms_a_full_batch_does_not_wait():
 
 
 def test_batch_timeout_ms_items_arriving_within_the_wait_share_a_batch():
-    calls = _batched_calls(1500, max_batch_size=8, arrivals=[0, 0.2, 0.4])
+    calls = _batched_calls(1200, max_batch_size=8, arrivals=[0, 0.4, 0.6])
     assert [items for _, items in calls] == [[0, 1, 2]]
-    assert 1.4 <= calls[0][0] < 1.85, calls  # the wait counts from the first item, not from the last (1.9 s)
+    assert 1.15 <= calls[0][0] < 1.55, calls  # the wait counts from the first item (1.2 s), not the last (1.8 s)
     late = _batched_calls(100, max_batch_size=8, arrivals=[0, 0.6])
     assert [items for _, items in late] == [[0], [1]]
 
