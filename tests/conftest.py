@@ -19,6 +19,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import flavorfusion  # noqa: E402,F401  (registers the ff.resource resolver)
 
+pytest_plugins = ["tests.ci_plugin"]  # CI=true: a missing dev dependency fails instead of skipping
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 

@@ -1,3 +1,4 @@
+
 import pytest
 from rouge_score import rouge_scorer
 
@@ -16,12 +17,16 @@ def test_known_values():
     assert rouge_per_example("tasty ramen", ["slow service"])["rouge2"] == 0
 
 
-def test_matches_rouge_score_with_stemming():
-    pred, ref = "The dumplings were delicious. Service was slow.", "Delicious dumplings! The service is slow."
-    expected = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True).score(ref, pred)
-    ours = rouge_per_example(pred, [ref])
-    for name in ("rouge1", "rouge2", "rougeL"):
-        assert ours[name] == pytest.approx(100 * expected[name].fmeasure)
+def test_stemming_by_hand():
+    # rouge_score's tokenizer lowercases, drops punctuation and Porter-stems tokens longer than 3 characters:
+    # "noodles"/"noodle" -> noodl, "tasted"/"tasting" -> tast. Prediction: the noodl tast great (4 tokens);
+    # reference: great tast noodl (3). 3 shared: P = 3/4, R = 1, F1 = 6/7. Without stemming only "great" is shared.
+    scores = rouge_per_example("The noodles tasted great!", ["Great tasting noodle."])
+    assert scores["rouge1"] == pytest.approx(100 * 6 / 7)
+    # bigrams: prediction (the noodl)(noodl tast)(tast great), reference (great tast)(tast noodl): none shared
+    assert scores["rouge2"] == 0
+    # LCS of "the noodl tast great" and "great tast noodl" is one token: P = 1/4, R = 1/3, F = 2/7
+    assert scores["rougeL"] == pytest.approx(100 * 2 / 7)
 
 
 # Worked by hand: the prediction has 5 unigrams and 4 bigrams.
@@ -34,12 +39,17 @@ MEAN = {"rouge1": 100 * (4 / 7 + 1 / 5) / 2, "rouge2": 100 * (2 / 5 + 0) / 2, "r
 MAX = {"rouge1": 100 * 4 / 7, "rouge2": 100 * 2 / 5, "rougeL": 100 * 4 / 7}
 
 
-def test_hand_example_agrees_with_rouge_score_per_reference():
-    scorer = rouge_scorer.RougeScorer(list(MEAN), use_stemmer=True)
-    per_reference = [scorer.score(r, PREDICTION) for r in REFERENCES]
-    for name in MEAN:
-        fs = [100 * s[name].fmeasure for s in per_reference]
-        assert sum(fs) / len(fs) == pytest.approx(MEAN[name]) and max(fs) == pytest.approx(MAX[name])
+def test_hand_example_per_reference():
+    from flavorfusion.metrics import aggregate, rouge_per_reference
+
+    per_reference = rouge_per_reference(PREDICTION, REFERENCES)
+    expected = [{"rouge1": 100 * 4 / 7, "rouge2": 100 * 2 / 5, "rougeL": 100 * 4 / 7},
+                {"rouge1": 100 / 5, "rouge2": 0.0, "rougeL": 100 / 5}]
+    assert [{name: s[name] for name in MEAN} for s in per_reference] == [pytest.approx(e) for e in expected]
+    assert {name: aggregate(per_reference, "mean")[name] for name in MEAN} == pytest.approx(MEAN)
+    assert {name: aggregate(per_reference, "max")[name] for name in MAX} == pytest.approx(MAX)
+    assert aggregate([], "mean") == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0, "rougeLsum": 0.0}
+    assert rouge_per_reference(PREDICTION, REFERENCES[0]) == per_reference[:1]  # one reference as a string
 
 
 def test_several_references_are_averaged_by_default_or_take_the_best():
@@ -86,9 +96,14 @@ def test_rougelsum_uses_sentences():
     assert split_sentences("Good food. Bad service! Fair?") == ["Good food.", "Bad service!", "Fair?"]
     assert sentence_lines("Good food.  Bad service! Fair?") == "Good food.\nBad service!\nFair?"
     assert baselines.split_sentences is split_sentences  # one splitter for ROUGE and the extractive baselines
+    # by hand: as one sequence, "good food bad servic" and "bad servic good food" share an LCS of 2 of 4 tokens
+    # (rougeL = 50); sentence by sentence (rougeLsum, the union LCS over sentences) every token matches (100)
     pred = "good food. bad service."
     lsum = rouge_per_example(pred, ["bad service. good food."])
-    assert lsum["rougeLsum"] == pytest.approx(100) and lsum["rougeL"] < 100
+    assert lsum["rougeLsum"] == pytest.approx(100) and lsum["rougeL"] == pytest.approx(50)
+    # without end punctuation there is one sentence: rougeLsum is rougeL
+    flat = rouge_per_example("good food bad service", ["bad service good food"])
+    assert flat["rougeLsum"] == pytest.approx(flat["rougeL"]) == pytest.approx(50)
 
 
 def test_corpus_mean_and_length_mismatch():

@@ -184,6 +184,7 @@ def test_dataflow_dry_run_builds_the_job_from_config(pair, tmp_path, capsys):
         "engine.dataflow.temp_location=gs://my-bucket/tmp",
         "engine.dataflow.sdk_container_image=us-docker.pkg.dev/my-project/ff/beam:latest",
         "engine.dataflow.max_num_workers=20",
+        f"output={tmp_path}/groups",  # where a real run would write: a dry run writes nothing there
     ]
     result = prepare(compose_prepare(overrides))
     printed = capsys.readouterr().out

@@ -116,9 +116,16 @@ def test_structured_export_has_half_the_ffn_neurons_and_reloads(tmp_path, tokeni
     ffn = cfg.model.architecture.ffn_dim
     assert model.config.encoder_ffn_dim == model.config.decoder_ffn_dim == ffn // 2
     assert all(fc1.out_features == ffn // 2 and fc2.in_features == ffn // 2 for _, fc1, fc2 in ffn_pairs(model))
+    # the reloaded export computes what the pruned model of the run computes: same logits, same tokens
     ids = torch.randint(5, 200, (1, 64))
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, min_new_tokens=6)
-    assert out.shape[1] >= 6
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "max_new_tokens": 6, "min_new_tokens": 6}
+    trained = result.summarizer.model.eval()
+    out = model.generate(**kwargs)
+    assert out.shape[1] == 7 and torch.equal(out, trained.generate(**kwargs))
+    labels = out[:, 1:].contiguous()
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids, labels=labels).logits, trained(input_ids=ids, labels=labels).logits,
+                              atol=1e-5)
 
 
 def test_pruned_and_quantized_exports_upload_as_wandb_artifacts(tmp_path, monkeypatch):

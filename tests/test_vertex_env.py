@@ -114,8 +114,21 @@ def test_lightning_reads_what_was_set(monkeypatch):
     assert not env.creates_processes_externally
 
 
-def test_the_cluster_test_left_no_variables_behind():
-    assert not {"MASTER_ADDR", "MASTER_PORT", "NODE_RANK"} & set(os.environ)
+def test_cluster_variables_go_to_os_environ_and_are_undone_after_a_test():
+    """Self-contained (not relying on test order): the variables configure_from_vertex_env writes into
+    os.environ by default are removed again by the set-then-delete pattern above, so no later Lightning run
+    in the same process sees a fake cluster."""
+    names = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK")
+    before = {name: os.environ.get(name) for name in names}
+    with pytest.MonkeyPatch.context() as mp:
+        for name in names:
+            mp.setenv(name, "")
+            mp.delenv(name)
+        mp.setenv("CLUSTER_SPEC", cluster_spec("workerpool1", 1))
+        configure_from_vertex_env()
+        assert (os.environ["MASTER_ADDR"], os.environ["NODE_RANK"]) == ("cmle-training-workerpool0-1a2b-0", "2")
+    assert {name: os.environ.get(name) for name in names} == before
+    assert "CLUSTER_SPEC" not in os.environ
 
 
 def test_secret_reference_becomes_the_variable_and_its_value_is_not_logged(caplog):
