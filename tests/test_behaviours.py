@@ -221,7 +221,7 @@ def test_batch_timeout_ms_zero_does_not_wait():
     assert len(calls) == 1 and calls[0][0] < 0.3
 
 
-def test_batcher_a_failed_batch_fails_its_requests_and_the_worker_goes_on():
+def test_batcher_a_failed_batch_is_retried_item_by_item_and_the_worker_goes_on():
     calls = []
 
     def process(items):
@@ -241,7 +241,8 @@ def test_batcher_a_failed_batch_fails_its_requests_and_the_worker_goes_on():
             await batcher.stop()
 
     assert asyncio.run(main()) == ["summary of good"]
-    assert calls == [["bad", "x"], ["good"]]
+    # the batch failed, so each item was tried alone (issue 18: only the item at fault errors)
+    assert calls == [["bad", "x"], ["bad"], ["x"], ["good"]]
 
 
 def test_batcher_bad_settings_are_refused():
