@@ -184,10 +184,6 @@ trainer:
   limit_train_batches: 3
   limit_val_batches: 1
   log_every_n_steps: 1
-model:
-  generation:
-    max_new_tokens: 8
-    min_new_tokens: 2
 prepare:
   google_local:
     grouping: none
