@@ -1,7 +1,6 @@
 """Helpers the entry points and stages share: the config directory, the entry-point decorator, building objects
 from `_target_` config nodes, writing a run's metrics."""
 
-import contextlib
 import functools
 import json
 import os
@@ -9,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import hydra
 from hydra.errors import CompactHydraException, InstantiationException, MissingConfigException
@@ -37,26 +37,11 @@ def composition_error_line(err: BaseException) -> str:
     message = re.sub(r"\s+", " ", message.split("\n    full_key")[0]).strip()
     override = re.search(r"override (\S+=\S*)", str(err))
     if full_key:
-        if "not in" in message or "not in struct" in message:
+        if "not in" in message:  # "Key 'x' not in 'TrainerConf'", "... not in struct"
             return (f"{full_key}: no such key ({message}); check its spelling, or add a new one with "
                     f"+{full_key}=VALUE")
         return f"{full_key}: {message}" + (f" (from {override[1]})" if override else "")
     return re.sub(r"\s+", " ", str(err)).strip()
-
-
-@contextlib.contextmanager
-def _composition_errors_raised():
-    """Hydra prints composition errors over several lines and exits 1; with HYDRA_FULL_ERROR it raises them instead,
-    for `hydra_entry_point` to print as one line."""
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -70,7 +55,8 @@ def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]
 
         @functools.wraps(task)
         def main() -> Any:
-            with _composition_errors_raised():
+            # Hydra prints composition errors over several lines and exits 1; with HYDRA_FULL_ERROR it raises them
+            with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
                 try:
                     return hydra_main()
                 except (CompactHydraException, OmegaConfBaseException) as err:
