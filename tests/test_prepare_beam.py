@@ -316,7 +316,7 @@ def test_a_trailing_slash_names_the_same_directory(pair, tmp_path):
 
 def test_object_store_publishing_replaces_every_old_shard(tmp_path):
     """The gs:// path (object by object, through Beam's filesystems), run on local paths."""
-    from flavorfusion.data.engine.beam import publish_objects, remove_tree
+    from flavorfusion.engines.beam import publish_objects, remove_tree
 
     output, staging = tmp_path / "groups", tmp_path / ".groups.tmp-1"
     output.mkdir()
@@ -326,7 +326,7 @@ def test_object_store_publishing_replaces_every_old_shard(tmp_path):
     new = [staging / f"part-0000{i}-of-00002.parquet" for i in range(2)]
     for path in new:
         path.write_text("new")
-    publish_objects([str(p) for p in new], str(output))
+    publish_objects([str(p) for p in new], str(output), str(staging))
     assert sorted(p.name for p in output.iterdir()) == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
     assert {p.read_text() for p in output.iterdir()} == {"new"}
     remove_tree(str(staging))

@@ -1,4 +1,4 @@
-"""`engine`: where `prepare` runs (conf/engine/*.yaml) -> `flavorfusion.data.engine`."""
+"""`engine`: where `prepare` and `summarize` run (conf/engine/*.yaml) -> `flavorfusion.engines`."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
 @dataclass
 class LocalEngineConf(Schema):
-    _target_: str = "flavorfusion.data.engine.LocalEngine"
+    _target_: str = "flavorfusion.engines.LocalEngine"
 
 
 @dataclass
 class BeamEngineConf(Schema):
-    _target_: str = "flavorfusion.data.engine.beam.BeamEngine"
+    _target_: str = "flavorfusion.engines.beam.BeamEngine"
     runner: str = "FnApiRunner"
     dry_run: bool = False
     lines_per_batch: int = 10_000

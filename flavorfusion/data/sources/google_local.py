@@ -10,7 +10,7 @@ missing_field; null_text; too_short / too_long; duplicate; over_cap; group_too_s
 docs/prepare.md lists what each reason means.
 
 The rules are functions that both engines call (`engine=local` here, `engine=beam` in
-`flavorfusion.data.engine.beam`), so the two cannot drift apart:
+`flavorfusion.data.sources.google_local_beam`), so the two cannot drift apart:
   `scan_meta` + `merge_indexes`  the metadata, file by file, into one `BusinessIndex`
   `scan_reviews`                 per review line: parse, filter, yield the candidates of restaurants
   `RecentReviews`                per restaurant, candidates in line order: duplicates, the cap
