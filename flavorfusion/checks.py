@@ -108,12 +108,16 @@ def validate_evaluate(cfg: DictConfig) -> None:
     check_config(cfg)
 
 
-def validate_summarize(cfg: DictConfig) -> None:
+def validate_summarize(cfg: DictConfig, directory: bool = False) -> None:
     """`python -m flavorfusion.summarize`: values set and in range, and an output that can be written (checked
-    before the model loads or anything generates)."""
+    before the model loads or anything generates). `directory`: the engine writes a directory of shards."""
     check_no_missing_values(cfg)
     check_config(cfg)
     output = str(cfg.output)
+    if directory:
+        if cfg.data.get("subset"):
+            raise ConfigError(f"data.subset={cfg.data.subset} is engine=local only: workers read whole files")
+        return  # the engine checks its output directory (flavorfusion.engines.beam.check_replaceable)
     if os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory: give a file path such as summaries.parquet")
     try:

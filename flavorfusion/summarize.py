@@ -14,9 +14,7 @@ from flavorfusion.summarization import summarize
 
 @hydra_entry_point("summarize")
 def main(cfg: DictConfig) -> None:
-    report = summarize(cfg)
-    print(f"{report.output}: {report.total} review groups, {report.already_done} already done, "
-          f"{report.generated} generated ({report.rows_per_s:.2f} rows/s), skipped {report.skipped or 'none'}")
+    summarize(cfg)  # prints what it did
 
 
 if __name__ == "__main__":

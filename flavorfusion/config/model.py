@@ -2,7 +2,8 @@
 
 A model source is one string under one key, `model.name_or_path`, in every stage (train, evaluate and its
 `models`, summarize, serve and its `serve.variants`): a local export directory, a Hugging Face Hub name, or a W&B
-model artifact written `wandb:entity/project/name:alias`. `ModelSource.parse` is the only place that decides
+model artifact written `wandb:entity/project/name:alias`, or an export directory in object storage (`gs://...`, what
+Dataflow workers read). `ModelSource.parse` is the only place that decides
 which; `flavorfusion.models.loading.load_pretrained` the only place that loads it.
 """
 
@@ -25,7 +26,8 @@ ATTENTIONS = ("hf", "flex")  # LED encoder self-attention: Hugging Face's chunke
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model comes from: `kind` is local (a directory), hub (a Hub name) or wandb (an artifact)."""
+    """Where a model comes from: `kind` is local (a directory), remote (a directory in object storage, `gs://`),
+    hub (a Hub name) or wandb (an artifact)."""
 
     kind: str
     location: str  # the directory, the Hub name, or the artifact reference without `wandb:`
@@ -42,6 +44,8 @@ class ModelSource:
             require(bool(_ARTIFACT.fullmatch(reference)), key, value,
                     f"is not a W&B artifact: write {WANDB_SCHEME}entity/project/name:alias")
             return cls("wandb", reference, key)
+        if re.match(r"^[a-z][a-z0-9+.-]*://", value):
+            return cls("remote", value, key)
         # a Hub name is `name` or `org/name`; anything deeper, absolute, relative or present on disk is a path
         if os.path.isabs(value) or value.startswith(".") or value.count("/") > 1 or os.path.exists(value):
             return cls("local", value, key)

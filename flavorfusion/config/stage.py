@@ -155,10 +155,11 @@ class InferenceKeys(Schema):
 @dataclass
 class SummarizeConf(InferenceKeys):
     task_name: str = "summarize"
-    output: str = MISSING  # a .parquet file
+    output: str = MISSING  # a .parquet file (engine=beam: a directory of shards)
     batch_size: int = 16  # groups per generate call
-    part_size: int = 256  # groups per part file: a killed run loses at most one part
+    part_size: int = 256  # groups per part file: a killed run loses at most one part (engine=local)
     progress: bool = True
+    engine: Any = None
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:

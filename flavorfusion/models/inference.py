@@ -18,26 +18,40 @@ from flavorfusion.models.loading import attention_window, source_limit, target_l
 log = logging.getLogger(__name__)
 
 
-class GroupSummarizer:
-    """Encodes groups as validation does (the k longest reviews) and decodes generated summaries. `data` is a data
-    config (`conf/data/*.yaml`): lengths, selection and padding."""
+class GroupEncoder:
+    """Encodes groups as validation does (the k longest reviews), within what the model takes. Needs only the
+    tokenizer and the model's config, so `summarize engine=beam` encodes (and batches by length) before a model
+    loads. `data` is a data config (`conf/data/*.yaml`): lengths, selection and padding."""
 
-    def __init__(self, model, tokenizer, data):
-        self.model, self.tokenizer = model, tokenizer
-        self.max_source_length = min(data.max_source_length, source_limit(model.config))
+    def __init__(self, tokenizer, config, data):
+        self.tokenizer = tokenizer
+        self.max_source_length = min(data.max_source_length, source_limit(config))
         if self.max_source_length < data.max_source_length:
             # PRIMERA's encoding gives every review an equal share of the budget, so truncation stays fair
             log.info("data.max_source_length=%d is more than the model takes: inputs are truncated to its %d "
                      "encoder positions", data.max_source_length, self.max_source_length)
-        self.max_new_tokens = target_limit(model.config)
-        self._capped_logged = False
         self.encoder = ExampleEncoder(tokenizer, ReviewSelection.from_config(data), self.max_source_length,
                                       data.max_target_length)
         self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
-                                        pad_to_multiple_of=data.pad_to_multiple_of or attention_window(model.config))
+                                        pad_to_multiple_of=data.pad_to_multiple_of or attention_window(config))
 
     def encode(self, groups: list[ReviewGroup]) -> list[dict]:
         return [{"input_ids": self.encoder.validation_example(g)["input_ids"]} for g in groups]
+
+
+class GroupSummarizer:
+    """Summarizes encoded groups (`GroupEncoder`) through the project's generation path; decodes the summaries."""
+
+    def __init__(self, model, tokenizer, data):
+        self.model, self.tokenizer = model, tokenizer
+        self.group_encoder = GroupEncoder(tokenizer, model.config, data)
+        self.max_source_length = self.group_encoder.max_source_length
+        self.collator = self.group_encoder.collator
+        self.max_new_tokens = target_limit(model.config)
+        self._capped_logged = False
+
+    def encode(self, groups: list[ReviewGroup]) -> list[dict]:
+        return self.group_encoder.encode(groups)
 
     def generate(self, features: list[dict], **generation) -> list[str]:
         if generation.get("max_new_tokens", 0) > self.max_new_tokens:

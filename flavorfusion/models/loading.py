@@ -30,6 +30,24 @@ def download_wandb_artifact(reference: str, root: str | None = None) -> str:
     return artifact.download(root=root)
 
 
+def download_directory(url: str, key: str = "model.name_or_path", root: str | None = None) -> str:
+    """Copy an export directory from object storage (`gs://...`, through fsspec) and return the local copy.
+    Credentials come from the environment (on Dataflow and Vertex AI, the service account)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    root = root or os.path.join(tempfile.gettempdir(), "flavorfusion-models", url.replace("://", "_").replace("/", "_"))
+    if not os.path.isdir(root):
+        try:
+            if not fs.isdir(path):
+                raise ConfigError(f"{key}={url} is not a directory")
+            with atomic_output(root) as tmp:
+                fs.get(path.rstrip("/") + "/", tmp, recursive=True)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{key}={url}: cannot read it ({err})") from None
+    return root
+
+
 def add_doc_sep(tokenizer, model: PreTrainedModel | None = None) -> None:
     """PRIMERA's tokenizer has `<doc-sep>`; other LED tokenizers get it as a special token."""
     if DOC_SEP in tokenizer.get_vocab():
@@ -44,10 +62,7 @@ def load_pretrained(name_or_path: str | None, key: str = "model.name_or_path", f
     """(model, tokenizer) from a model source (`flavorfusion.config.ModelSource`): a local export (quantized or
     not), a Hub name, or a W&B artifact (`wandb:entity/project/name:alias`). Errors name `key`, the config key the
     source came from. A quantized export is refused `for_training`, before its weights load."""
-    source = ModelSource.parse(name_or_path, key)
-    location = source.location
-    if source.kind == "wandb":
-        location = download_wandb_artifact(source.location)
+    source, location = model_location(name_or_path, key)
     if source.kind != "hub":
         if not os.path.isdir(location):
             raise ConfigError(f"{key}={name_or_path} is not a directory")
@@ -63,6 +78,30 @@ def load_pretrained(name_or_path: str | None, key: str = "model.name_or_path", f
     model = AutoModelForSeq2SeqLM.from_pretrained(location)
     add_doc_sep(tokenizer, model)
     return model, tokenizer
+
+
+def model_location(name_or_path: str | None, key: str = "model.name_or_path") -> tuple[ModelSource, str]:
+    """(the parsed source, where `from_pretrained` reads it): artifacts and object-storage directories are
+    downloaded first."""
+    source = ModelSource.parse(name_or_path, key)
+    if source.kind == "wandb":
+        return source, download_wandb_artifact(source.location)
+    if source.kind == "remote":
+        return source, download_directory(source.location, key)
+    return source, source.location
+
+
+def load_tokenizer(name_or_path: str | None, key: str = "model.name_or_path"):
+    """(tokenizer, model config) of a model source, without its weights: what encoding needs."""
+    from transformers import AutoConfig
+
+    _, location = model_location(name_or_path, key)
+    try:
+        tokenizer, config = AutoTokenizer.from_pretrained(location), AutoConfig.from_pretrained(location)
+    except OSError as err:
+        raise ConfigError(f"{key}={name_or_path}: {str(err).splitlines()[0]}") from None
+    add_doc_sep(tokenizer)
+    return tokenizer, config
 
 
 def attention_window(config) -> int:

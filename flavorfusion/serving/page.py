@@ -4,7 +4,6 @@ grouped by restaurant, and the single HTML page (`/app`) that shows it and summa
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 from flavorfusion.errors import ConfigError
@@ -27,19 +26,27 @@ class Catalog:
 
     @classmethod
     def from_parquet(cls, path: str, min_group_reviews: int) -> Catalog:
+        """A summarize output: one Parquet file (engine=local) or a directory of shards (engine=beam), local or
+        in object storage (gs://)."""
+        import fsspec
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.dataset as ds
 
-        if not os.path.isfile(path):
-            raise ConfigError(f"serve.summaries={path} is not a file (give a `python -m flavorfusion.summarize` output)")
         try:
-            names = pq.read_schema(path).names
+            fs, location = fsspec.core.url_to_fs(path)
+            if not fs.exists(location):
+                raise ConfigError(f"serve.summaries={path} does not exist (give a `python -m flavorfusion.summarize` "
+                                  "output)")
+            # a directory's hidden files (`_failed/`, `.x`) are not rows: pyarrow skips `_` and `.` names
+            dataset = ds.dataset(location, filesystem=fs, format="parquet")
+            names = dataset.schema.names
+            missing = [c for c in REQUIRED if c not in names]
+            if missing:
+                raise ConfigError(f"serve.summaries={path} lacks column(s) {', '.join(missing)}: not a summarize "
+                                  "output")
+            rows = dataset.to_table(columns=[c for c in (*REQUIRED, *OPTIONAL) if c in names]).to_pylist()
         except (pa.ArrowInvalid, OSError) as err:
-            raise ConfigError(f"serve.summaries={path} is not a Parquet file ({err})") from None
-        missing = [c for c in REQUIRED if c not in names]
-        if missing:
-            raise ConfigError(f"serve.summaries={path} lacks column(s) {', '.join(missing)}: not a summarize output")
-        rows = pq.read_table(path, columns=[c for c in (*REQUIRED, *OPTIONAL) if c in names]).to_pylist()
+            raise ConfigError(f"serve.summaries={path} is not Parquet ({str(err).splitlines()[0]})") from None
         restaurants: dict[str, dict] = {}
         for row in rows:
             if row["business_id"] is None:

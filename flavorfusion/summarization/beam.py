@@ -1,0 +1,228 @@
+"""`summarize engine=beam`: the summarize rules (`flavorfusion.summarization`: the same encoding, batch retry, rows
+and provenance as `engine=local`) as an Apache Beam graph around `RunInference`:
+
+    group files ─ Reshuffle ─ ReadGroups (per file) ─ Encode (tokenizer only)
+        ─ RunInference(GroupSummaryHandler): batches keyed by length bucket, one model per worker process
+        ─ ToRows ─┬─ rows ─ BatchRows ─ WriteToParquetBatched          part-*.parquet
+                  └─ failed ─ WriteToText                              _failed/part-*.jsonl (dead letters)
+    ReadGroups, ToRows ─ tally (side output) ─> the engine, into the report
+
+`RunInference` loads the model once per worker process and shares it across the process's threads; its
+`BatchElements` keys groups by a bucket of their encoded length, so long and short groups don't share padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.pvalue import TaggedOutput
+from omegaconf import OmegaConf
+
+from flavorfusion.config.model import ModelSource
+from flavorfusion.data.record import ReviewGroup
+from flavorfusion.data.report import Tally
+from flavorfusion.data.review_groups import ReviewTable, check_columns, infer_format, read_columns
+from flavorfusion.engines.beam import FAILED_DIR
+from flavorfusion.io import expand_paths
+from flavorfusion.summarization import (
+    OUTPUT_SCHEMA,
+    Failure,
+    dead_letter,
+    generation_settings,
+    output_row,
+    provenance_of,
+    summarize_batch,
+)
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+# how long a length bucket may wait for a full batch; in a batch pipeline a bucket is also flushed when input ends
+MAX_BATCH_WAIT_S = 30
+ROWS_PER_TABLE = 1000
+
+
+class EncodedGroup(NamedTuple):
+    group: ReviewGroup
+    input_ids: list[int]
+
+
+def encoded_length(element: EncodedGroup) -> int:
+    return len(element.input_ids)
+
+
+def length_buckets(max_source_length: int, shortest: int = 64) -> list[int]:
+    """Bucket boundaries in powers of two up to the model's source limit: a batch holds groups whose lengths are
+    within a factor of two."""
+    boundaries, length = [], shortest
+    while length < max_source_length:
+        boundaries.append(length)
+        length *= 2
+    return boundaries or [max_source_length]
+
+
+@dataclass(frozen=True)
+class BeamSummarize:
+    """The summarize settings workers need, as plain values; the driver checked them (files, columns, model)."""
+
+    files: tuple[str, ...]
+    table: dict  # ReviewTable fields; each worker reads one file
+    model: str
+    data: dict
+    generation: dict
+    device: str
+    dtype: str
+    attention: str
+    batch_size: int
+    buckets: tuple[int, ...]
+    provenance: dict
+    num_shards: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, engine) -> BeamSummarize:
+        from flavorfusion.models.inference import GroupEncoder
+        from flavorfusion.models.loading import load_pretrained
+
+        table = ReviewTable.from_config(cfg.data)
+        files = expand_paths(table.path)  # an input matching no file fails here
+        fmt = table.format or infer_format(files[0])
+        check_columns(files, fmt, table.normalizer(read_columns(files[0], fmt)).required_columns)
+        source = ModelSource.parse(cfg.model.name_or_path, "model.name_or_path")
+        if engine.runner == "DataflowRunner" and source.kind == "local":
+            log.warning("model.name_or_path=%s is a local directory: Dataflow workers read it at that path only if "
+                        "their image has it; give gs://..., a Hub name or a wandb: artifact", source)
+        model, tokenizer = load_pretrained(cfg.model.name_or_path)  # the model loads, here before on any worker
+        limit = GroupEncoder(tokenizer, model.config, cfg.data).max_source_length
+        fields = {k: v for k, v in table.__dict__.items() if k not in ("path", "subset", "num_proc")}
+        return cls(
+            files=tuple(files),
+            table={**OmegaConf.to_container(OmegaConf.create(fields), resolve=True), "format": fmt, "streaming": True},
+            model=str(cfg.model.name_or_path),
+            data=OmegaConf.to_container(cfg.data, resolve=True),
+            generation=generation_settings(cfg),
+            device=cfg.device,
+            dtype=cfg.dtype,
+            attention=cfg.model.attention,
+            batch_size=cfg.batch_size,
+            buckets=tuple(length_buckets(limit)),
+            provenance=provenance_of(cfg, model),
+            num_shards=engine.num_shards,
+        )
+
+
+def expand_summarize(pipeline: beam.Pipeline, settings: BeamSummarize, shards: str) -> beam.PCollection:
+    """The summarize graph: Parquet shards `<shards>-*.parquet`, dead letters under `_failed/` beside them;
+    returns the PCollection of tallies."""
+    read = (
+        pipeline
+        | "ListGroupFiles" >> beam.Create(list(settings.files))
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ReadGroups" >> beam.ParDo(ReadGroups(settings.table)).with_outputs("tally", main="groups")
+    )
+    summarized = (
+        read.groups
+        | "Encode" >> beam.ParDo(EncodeGroups(settings))
+        | "Summarize" >> RunInference(GroupSummaryHandler(settings))
+        | "ToRows" >> beam.ParDo(ToRows(settings.provenance)).with_outputs("failed", "tally", main="rows")
+    )
+    _ = (
+        summarized.rows
+        | "BatchRows" >> beam.BatchElements(min_batch_size=1, max_batch_size=ROWS_PER_TABLE)
+        | "ToTables" >> beam.Map(lambda rows: pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA))
+        | "WriteParquet" >> beam.io.WriteToParquetBatched(shards, schema=OUTPUT_SCHEMA, codec="zstd",
+                                                          file_name_suffix=".parquet", num_shards=settings.num_shards)
+    )
+    directory, prefix = shards.rsplit("/", 1)
+    _ = summarized.failed | "WriteDeadLetters" >> beam.io.WriteToText(f"{directory}/{FAILED_DIR}/{prefix}",
+                                                                      file_name_suffix=".jsonl")
+    return (read.tally, summarized.tally) | "AllTallies" >> beam.Flatten()
+
+
+class ReadGroups(beam.DoFn):
+    """A file of review groups -> the records (as `engine=local` reads them); skipped rows counted by reason."""
+
+    def __init__(self, table: dict):
+        self.table = table
+
+    def process(self, path: str) -> Iterator[Any]:
+        tally = Tally()
+        for row in ReviewTable(**{**self.table, "path": path}).rows():
+            if row["skip"]:
+                tally["skipped", row["skip"]] += 1
+            else:
+                tally["rows", "read"] += 1
+                yield ReviewGroup.from_row(row)
+        yield TaggedOutput("tally", tally)
+
+
+class EncodeGroups(beam.DoFn):
+    """A record -> (record, input ids), with the model's tokenizer and limits (its weights are not loaded)."""
+
+    def __init__(self, settings: BeamSummarize):
+        self.model, self.data = settings.model, settings.data
+
+    def setup(self) -> None:
+        from flavorfusion.models.inference import GroupEncoder
+        from flavorfusion.models.loading import load_tokenizer
+
+        tokenizer, config = load_tokenizer(self.model)
+        self.encoder = GroupEncoder(tokenizer, config, OmegaConf.create(self.data))
+
+    def process(self, group: ReviewGroup) -> Iterator[EncodedGroup]:
+        yield EncodedGroup(group, self.encoder.encode([group])[0]["input_ids"])
+
+
+class GroupSummaryHandler(ModelHandler):
+    """RunInference's model handler around `GroupSummarizer`, loaded through the project's one loader (fp or
+    quantized exports) and placed as `summarize engine=local` places it."""
+
+    def __init__(self, settings: BeamSummarize):
+        super().__init__(min_batch_size=1, max_batch_size=settings.batch_size, max_batch_duration_secs=MAX_BATCH_WAIT_S,
+                         batch_length_fn=encoded_length, batch_bucket_boundaries=list(settings.buckets))
+        self.settings = settings
+
+    def load_model(self):
+        from flavorfusion.models.inference import inference_summarizer
+        from flavorfusion.models.loading import load_pretrained
+
+        s = self.settings
+        model, tokenizer = load_pretrained(s.model)
+        summarizer, device, _, _ = inference_summarizer(model, tokenizer, OmegaConf.create(s.data), device=s.device,
+                                                        dtype=s.dtype, attention=s.attention)
+        log.info("loaded %s on %s", s.model, device)
+        return summarizer
+
+    def run_inference(self, batch, model, inference_args=None) -> list[PredictionResult]:
+        results = summarize_batch(model, [{"input_ids": e.input_ids} for e in batch], self.settings.generation)
+        return [PredictionResult(example, result) for example, result in zip(batch, results, strict=True)]
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(4 * len(e.input_ids) for e in batch)  # token ids, without pickling the batch
+
+    def get_metrics_namespace(self) -> str:
+        return "flavorfusion.summarize"
+
+
+class ToRows(beam.DoFn):
+    """A summary -> an output row; a failure -> a dead letter with its error line."""
+
+    def __init__(self, provenance: dict):
+        self.provenance = provenance
+
+    def process(self, result: PredictionResult):
+        group = result.example.group
+        if isinstance(result.inference, Failure):
+            yield TaggedOutput("failed", json.dumps(dead_letter(group, result.inference), ensure_ascii=False))
+            yield TaggedOutput("tally", Tally({("rows", "failed"): 1}))
+        else:
+            yield output_row(group, result.inference, self.provenance)
+            yield TaggedOutput("tally", Tally({("rows", "generated"): 1}))
