@@ -138,6 +138,9 @@ def test_every_prepare_option_is_instantiated(group, tmp_path, monkeypatch):
         if group == "translate" and option == "google":  # no network: a dry run (counts characters, sends nothing)
             overrides += ["translate.dry_run=true", f"translate.cache_path={tmp_path}/t.sqlite",
                           "translate.project_id=my-project"]
+        if group == "engine" and option == "dataflow_l4":  # Dataflow's required options; nothing is submitted
+            overrides += ["engine.dataflow.project=my-project", "engine.dataflow.temp_location=gs://my-bucket/tmp",
+                          "engine.dataflow.sdk_container_image=my-image"]
         cfg = _prepare(overrides, tmp_path)
         built = build(cfg, group)
         assert isinstance(built, get_class(cfg[group]._target_)), (group, option)
