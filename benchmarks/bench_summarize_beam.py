@@ -11,7 +11,9 @@ contender runs in its own child process (its own peak RSS), interleaved `--repea
   local           engine=local (the baseline): longest first, batch_size groups per generate call
   beam            engine=beam, FnApiRunner in_memory: one worker, RunInference batches by length bucket
   beam_processes  engine=beam, FnApiRunner multi_processing, one SDK worker process (and model) per core
-Prints groups/s (model loading included: it is part of a job) and the ratios to the baseline; writes
+Prints groups/s (model loading included: it is part of a job), the ratios to the baseline, the peak RSS of the
+job's process and of its largest child process (SDK workers; for local, a helper subprocess), and whether the rows
+equal the baseline's; writes
 benchmarks/results/bench_summarize_beam.json.
 """
 
@@ -154,11 +156,10 @@ def main() -> None:
         best = {name: max(results, key=lambda r: r["groups_per_second"]) for name, results in runs.items()}
         baseline = best["local"]
         identical = {name: same_rows(Path(baseline["output"]), Path(r["output"])) for name, r in best.items()}
-    print(f"{'contender':15s} {'groups/s':>9s} {'x local':>8s} {'peak MB':>8s} {'same rows':>10s}")
+    print(f"{'contender':15s} {'groups/s':>9s} {'x local':>8s} {'peak MB':>8s} {'worker MB':>10s} {'same rows':>10s}")
     for name, r in best.items():
-        peak = r["peak_rss_mb"] + r["peak_rss_children_mb"]
         print(f"{name:15s} {r['groups_per_second']:9.2f} {r['groups_per_second'] / baseline['groups_per_second']:8.2f} "
-              f"{peak:8.0f} {str(identical[name]):>10s}")
+              f"{r['peak_rss_mb']:8.0f} {r['peak_rss_children_mb']:10.0f} {str(identical[name]):>10s}")
     out = {
         "groups": args.groups, "origin": origin, "new_tokens": args.new_tokens, "batch_size": args.batch_size,
         "cores": os.cpu_count(), "load_average": os.getloadavg(),

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from flavorfusion.errors import ConfigError, DataError
+from flavorfusion.errors import ConfigError
 from flavorfusion.models.inference import GroupSummarizer
 from flavorfusion.models.loading import load_pretrained, save_pretrained
 from flavorfusion.models.tiny import build_tiny_led
@@ -125,7 +125,7 @@ def test_beam_writes_the_rows_local_writes_and_dead_letters_the_failing_group(ex
     # the poisoned group alone fails (its batch is retried item by item), with the error's first line
     for report in (local, beam):
         assert (report.total, report.generated, report.failed) == (N_RESTAURANTS, N_RESTAURANTS - 1, 1)
-    local_failed = [json.loads(line) for line in open(failed_path(str(tmp_path / "local.parquet")))]
+    local_failed = [json.loads(line) for line in Path(failed_path(str(tmp_path / "local.parquet"))).read_text().splitlines()]
     beam_failed = [json.loads(line) for f in sorted((tmp_path / "beam" / "_failed").iterdir())
                    for line in f.read_text().splitlines()]
     assert local_failed == beam_failed == [{"id": local_failed[0]["id"], "business_id": "0x0000:beam",
