@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from flavorfusion.data.report import Tally
 
+# where an engine that writes a directory keeps a stage's dead letters: beside the shards, a name readers skip
+FAILED_DIR = "_failed"
+
 
 class Job(Protocol):
     """What a stage asks an engine to run."""

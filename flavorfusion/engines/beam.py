@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from flavorfusion.data.report import Tally
+from flavorfusion.engines import FAILED_DIR
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 TALLY_FILE = "_tally.json"
 SHARD_PREFIX = "part"
-# a stage's rows that failed, with their error (summarize's dead letters): beside the shards, hidden from readers
-FAILED_DIR = "_failed"
 # Dataflow option keys whose values are required, with an example for the error message
 REQUIRED_DATAFLOW = {"project": "my-project", "region": "us-central1", "temp_location": "gs://BUCKET/tmp"}
 

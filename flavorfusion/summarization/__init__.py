@@ -37,6 +37,7 @@ from flavorfusion.checks import validate_summarize
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
+from flavorfusion.engines import FAILED_DIR
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
 from flavorfusion.models.inference import inference_summarizer
@@ -302,13 +303,7 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
     start = time.perf_counter()
     tally = engine.run(job, output)
     seconds = tally["time", "generate_ms"] / 1000 if ("time", "generate_ms") in tally else time.perf_counter() - start
-    dead_letters = f"{output.rstrip('/')}/{_failed_dir()}" if engine.writes_directory else failed_path(output)
+    dead_letters = f"{output.rstrip('/')}/{FAILED_DIR}" if engine.writes_directory else failed_path(output)
     report = SummarizeReport.from_tally(output, tally, seconds, dead_letters)
     print(report.line())
     return report
-
-
-def _failed_dir() -> str:
-    from flavorfusion.engines.beam import FAILED_DIR
-
-    return FAILED_DIR

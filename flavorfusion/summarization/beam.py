@@ -29,7 +29,7 @@ from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable, check_columns, infer_format, read_columns
-from flavorfusion.engines.beam import FAILED_DIR
+from flavorfusion.engines import FAILED_DIR
 from flavorfusion.io import expand_paths
 from flavorfusion.summarization import (
     OUTPUT_SCHEMA,
