@@ -108,16 +108,21 @@ def validate_evaluate(cfg: DictConfig) -> None:
     check_config(cfg)
 
 
-def validate_summarize(cfg: DictConfig, directory: bool = False) -> None:
-    """`python -m flavorfusion.summarize`: values set and in range, and an output that can be written (checked
-    before the model loads or anything generates). `directory`: the engine writes a directory of shards."""
+def validate_summarize(cfg: DictConfig) -> None:
+    """`python -m flavorfusion.summarize`: values set and in range (checked before the model loads or anything
+    generates)."""
     check_no_missing_values(cfg)
     check_config(cfg)
+
+
+def check_summarize_output(cfg: DictConfig, directory: bool) -> None:
+    """An output summarize can write: a file path (engine=local), or a directory (`directory`: an engine that writes
+    shards, which checks the directory itself before its job starts)."""
     output = str(cfg.output)
     if directory:
         if cfg.data.get("subset"):
             raise ConfigError(f"data.subset={cfg.data.subset} is engine=local only: workers read whole files")
-        return  # the engine checks its output directory (flavorfusion.engines.beam.check_replaceable)
+        return
     if os.path.isdir(output):
         raise ConfigError(f"output={output} is a directory: give a file path such as summaries.parquet")
     try:

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from flavorfusion.checks import (
     check_model_limits,
     check_no_missing_values,
+    check_summarize_output,
     prepare_output,
     validate_serve,
     validate_summarize,
@@ -99,8 +100,14 @@ def test_model_limits_boundary():
 def test_summarize_output_must_be_a_writable_file(tmp_path):
     base = ["model.name_or_path=/some/export", "data.path=groups.parquet"]
     validate_summarize(composed("summarize", [*base, f"output={tmp_path}/s.parquet"]))
+    check_summarize_output(composed("summarize", [*base, f"output={tmp_path}/s.parquet"]), directory=False)
     with pytest.raises(ConfigError, match=rf"^output={tmp_path} is a directory"):
-        validate_summarize(composed("summarize", [*base, f"output={tmp_path}"]))
+        check_summarize_output(composed("summarize", [*base, f"output={tmp_path}"]), directory=False)
+    # an engine writing shards takes a directory, and whole files: no subset
+    check_summarize_output(composed("summarize", [*base, f"output={tmp_path}", "engine=beam"]), directory=True)
+    with pytest.raises(ConfigError, match=r"^data.subset=5 is engine=local only"):
+        check_summarize_output(composed("summarize", [*base, f"output={tmp_path}", "engine=beam", "data.subset=5"]),
+                               directory=True)
 
 
 def test_serve_summaries_must_exist(tmp_path):

@@ -203,6 +203,7 @@ def test_dataflow_dry_run_fails_in_one_line_without_model_or_input(export, group
     assert len(lines) == 1 and re.fullmatch(message, lines[0]), result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_raw_files_to_the_app_on_beam(export, raw, tmp_path):
     """Raw files -> prepare engine=beam -> summarize engine=beam -> serve serve.summaries=<that directory>."""
     reviews, metas = raw
@@ -237,6 +238,7 @@ def test_raw_files_to_the_app_on_beam(export, raw, tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_quantized_export_runs_on_beam_as_on_local(export, groups, tmp_path):
     """An int8 export loads through the one loader on the workers too (and its tokenizer alone for encoding).
     Dynamic int8 quantizes activations with one scale per tensor, the whole batch's: a summary depends on what it

@@ -33,7 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from flavorfusion.checks import validate_summarize
+from flavorfusion.checks import check_summarize_output, validate_summarize
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
@@ -284,11 +284,10 @@ class SummarizeJob:
         return expand_summarize(pipeline, self.beam_settings, shards)
 
 
-
-
 def summarize(cfg: DictConfig) -> SummarizeReport:
+    validate_summarize(cfg)  # before the model loads or anything generates
     engine = build(cfg, "engine")
-    validate_summarize(cfg, directory=engine.writes_directory)  # before the model loads or anything generates
+    check_summarize_output(cfg, directory=engine.writes_directory)
     output = str(cfg.output)
     job = SummarizeJob(cfg)
     if engine.writes_directory:
