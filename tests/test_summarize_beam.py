@@ -137,10 +137,10 @@ def test_beam_writes_the_rows_local_writes_and_dead_letters_the_failing_group(ex
 def test_beam_batches_groups_of_similar_length(export, groups, tmp_path, poisoned):
     from flavorfusion.summarization.beam import length_buckets
 
-    summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups}", f"output={tmp_path / 'o'}",
-                                 "engine=beam", "batch_size=4"]))
     buckets = length_buckets(512)
     assert buckets == [64, 128, 256]
+    summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups}", f"output={tmp_path / 'o'}",
+                                 "engine=beam", "batch_size=4"]))
     batches = [b for b in poisoned if len(b) > 1]
     assert batches and max(len(b) for b in batches) <= 4
     for lengths in batches:  # one bucket per batch: bisect_right(buckets, length) is the same for all
