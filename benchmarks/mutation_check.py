@@ -59,6 +59,7 @@ T = {
     "samples": ["tests/test_behaviours.py::test_val_samples_table_is_logged_with_the_generated_rows"],
     "provenance": ["tests/test_behaviours.py -k sha256 or provenance or done_ids or refuses"],
     "summarize": ["tests/test_summarize.py::test_one_row_per_group_with_its_fields_model_and_settings"],
+    "encoding_threads": ["tests/test_encoding.py::test_groups_encoded_at_once_in_threads_are_each_truncated_to_their_own_budget"],
     "summarize_beam": ["tests/test_summarize_beam.py::test_beam_writes_the_rows_local_writes_and_dead_letters_the_failing_group",
                        "tests/test_summarize_beam.py::test_beam_batches_groups_of_similar_length",
                        "tests/test_summarize_beam.py::test_a_rerun_of_local_retries_the_dead_letters"],
@@ -182,6 +183,8 @@ MUTANTS = [
       'sorted(glob.glob(os.path.join(parts_dir(output), "*.parquet")))', "[]", "provenance", "parts not read"),
     M("summarize-redoes-done", "flavorfusion/summarization/__init__.py", "todo = [g for g in groups if g.id not in done]",
       "todo = list(groups)", "summarize", "a rerun regenerates everything"),
+    M("encoding-threads-unlocked", "flavorfusion/models/inference.py", "        with self._lock:\n            return",
+      "        if True:\n            return", "encoding_threads", "threads encode with one another's budget"),
     # ---- summarize on both engines: retry alone, dead letters, length buckets (summarization/) ----
     M("summarize-batch-fails-whole", "flavorfusion/summarization/__init__.py", "        if len(features) == 1:\n",
       "        if len(features) >= 1:\n", "summarize_beam", "a failed batch is not retried item by item"),

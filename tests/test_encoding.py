@@ -53,3 +53,39 @@ def test_collator_pads_inputs_to_window_and_labels_to_longest(tokenizer):
     assert batch["labels"].shape[1] == max(len(f["labels"]) for f in features)
     assert (batch["labels"][1, len(features[1]["labels"]):] == LABEL_PAD_ID).all()
     assert batch["id"] == ["a", "b"] and batch["summary"] == [["x"], ["y"]]
+
+
+def test_groups_encoded_at_once_in_threads_are_each_truncated_to_their_own_budget(tokenizer):
+    """The server encodes each request in its own thread. A fast tokenizer keeps its truncation length in shared
+    state that each call sets, so without GroupEncoder's lock about a fifth of these encodings came out with the
+    other group's budget (40 reviews cut to 24 tokens each vs 2 reviews cut to ~500): too long for the model."""
+    import threading
+
+    from hydra import compose, initialize_config_dir
+
+    from flavorfusion.data.record import ReviewGroup
+    from flavorfusion.models.inference import GroupEncoder
+    from flavorfusion.models.tiny import build_tiny_led
+
+    from .conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        data = compose("summarize", overrides=["model.name_or_path=x", "output=x", "data.path=x"]).data
+    encoder = GroupEncoder(tokenizer, build_tiny_led(tokenizer).config, data)
+    many = ReviewGroup("many", [("Tasty curry and warm naan, " * 110)[:3000] for _ in range(40)])
+    few = ReviewGroup("few", ["The butter chicken was rich and the naan fresh. " * 40, "Slow service. " * 100])
+    expected = {g.id: encoder.encode([g])[0]["input_ids"] for g in (many, few)}
+    assert len(expected["many"]) <= encoder.max_source_length and len(expected["few"]) <= encoder.max_source_length
+    wrong: list[str] = []
+
+    def encode_repeatedly(group):
+        for _ in range(50):
+            if encoder.encode([group])[0]["input_ids"] != expected[group.id]:
+                wrong.append(group.id)
+
+    threads = [threading.Thread(target=encode_repeatedly, args=(g,)) for g in (many, few) * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

@@ -5,6 +5,7 @@
 """
 
 import logging
+import threading
 
 import torch
 
@@ -34,9 +35,13 @@ class GroupEncoder:
                                       data.max_target_length)
         self.collator = PrimeraCollator(tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP),
                                         pad_to_multiple_of=data.pad_to_multiple_of or attention_window(config))
+        # a fast tokenizer keeps its truncation length in shared state, set by each call: two threads encoding at
+        # once (the server encodes each request in a thread) could truncate one group with the other's budget
+        self._lock = threading.Lock()
 
     def encode(self, groups: list[ReviewGroup]) -> list[dict]:
-        return [{"input_ids": self.encoder.validation_example(g)["input_ids"]} for g in groups]
+        with self._lock:
+            return [{"input_ids": self.encoder.validation_example(g)["input_ids"]} for g in groups]
 
 
 class GroupSummarizer:
