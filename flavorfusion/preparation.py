@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from flavorfusion.checks import prepare_output, validate_prepare
 from flavorfusion.data.grouping import Grouping
 from flavorfusion.data.report import PrepareReport, Tally, report_path
+from flavorfusion.data.review_groups import as_list
 from flavorfusion.data.sources import ReviewGroupSource
 from flavorfusion.data.translate import Translator
 from flavorfusion.data.writer import DiscardWriter, open_writer, output_file, output_format
@@ -60,16 +61,12 @@ class PrepareJob:
         refuse_translation(self.translator)
         self.graph_built = True
         if self.report.output is None:  # a dry run: the configured patterns, not listed (gs:// needs credentials)
-            files = {"meta": patterns(self.source.meta), "reviews": patterns(self.source.reviews)}
+            files = {"meta": as_list(self.source.meta), "reviews": as_list(self.source.reviews)}
         else:
             files = self.source.input_files()  # a missing input fails here, before the pipeline starts
             for name in ("meta", "reviews"):
                 self.report.add_input(name, files[name])
         return expand_prepare(pipeline, files, PipelineSettings.from_config(self.cfg, self.source), shards)
-
-
-def patterns(paths: str | list[str]) -> list[str]:
-    return [paths] if isinstance(paths, str) else [str(p) for p in paths]
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:

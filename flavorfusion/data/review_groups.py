@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import fsspec
@@ -168,14 +168,18 @@ class ReviewTable:
         map_kwargs = {} if self.streaming else {"num_proc": self.num_proc, "desc": "normalize review groups"}
         return raw.map(normalizer, batched=True, remove_columns=raw.column_names, **map_kwargs)
 
-    def groups(self) -> tuple[list[ReviewGroup], Counter]:
-        """Every usable group as a record, and the count of skipped rows by reason."""
-        groups, skipped = [], Counter()
+    def records(self, skipped: Counter) -> Iterator[ReviewGroup]:
+        """Every usable group as a record, as the rows stream; skipped rows are counted by reason in `skipped`."""
         for row in self.rows():
             if row["skip"]:
                 skipped[row["skip"]] += 1
             else:
-                groups.append(ReviewGroup.from_row(row))
+                yield ReviewGroup.from_row(row)
+
+    def groups(self) -> tuple[list[ReviewGroup], Counter]:
+        """Every usable group as a record, and the count of skipped rows by reason."""
+        skipped: Counter = Counter()
+        groups = list(self.records(skipped))
         if skipped:
             log.warning("skipped %d review groups: %s", sum(skipped.values()), dict(skipped))
         return groups, skipped

@@ -289,16 +289,17 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
     engine = build(cfg, "engine")
     check_summarize_output(cfg, directory=engine.writes_directory)
     output = str(cfg.output)
-    job = SummarizeJob(cfg)
+    beam_settings = None
     if engine.writes_directory:
         from flavorfusion.summarization.beam import BeamSummarize
 
         # the driver checks what workers will read: the input's files and columns, and that the model loads
-        job.beam_settings = BeamSummarize.from_config(cfg, engine)
-        if engine.dry_run:
-            dry_run = engine.dry_run_job(job)
-            print(dry_run.text())
-            return SummarizeReport(output, 0, 0, 0, {}, 0.0)
+        beam_settings = BeamSummarize.from_config(cfg, engine)
+    job = SummarizeJob(cfg, beam_settings=beam_settings)
+    if engine.dry_run:
+        dry_run = engine.dry_run_job(job)
+        print(dry_run.text())
+        return SummarizeReport(output, 0, 0, 0, {}, 0.0)
     start = time.perf_counter()
     tally = engine.run(job, output)
     seconds = tally["time", "generate_ms"] / 1000 if ("time", "generate_ms") in tally else time.perf_counter() - start

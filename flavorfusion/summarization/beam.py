@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
@@ -75,7 +76,7 @@ class BeamSummarize:
     """The summarize settings workers need, as plain values; the driver checked them (files, columns, model)."""
 
     files: tuple[str, ...]
-    table: dict  # ReviewTable fields; each worker reads one file
+    table: ReviewTable  # how to read the files; each worker reads one
     model: str
     data: dict
     generation: dict
@@ -102,10 +103,9 @@ class BeamSummarize:
                         "their image has it; give gs://..., a Hub name or a wandb: artifact", source)
         model, tokenizer = load_pretrained(cfg.model.name_or_path)  # the model loads, here before on any worker
         limit = GroupEncoder(tokenizer, model.config, cfg.data).max_source_length
-        fields = {k: v for k, v in table.__dict__.items() if k not in ("path", "subset", "num_proc")}
         return cls(
             files=tuple(files),
-            table={**OmegaConf.to_container(OmegaConf.create(fields), resolve=True), "format": fmt, "streaming": True},
+            table=replace(table, format=fmt, streaming=True, num_proc=None),
             model=str(cfg.model.name_or_path),
             data=OmegaConf.to_container(cfg.data, resolve=True),
             generation=generation_settings(cfg),
@@ -150,17 +150,16 @@ def expand_summarize(pipeline: beam.Pipeline, settings: BeamSummarize, shards: s
 class ReadGroups(beam.DoFn):
     """A file of review groups -> the records (as `engine=local` reads them); skipped rows counted by reason."""
 
-    def __init__(self, table: dict):
+    def __init__(self, table: ReviewTable):
         self.table = table
 
     def process(self, path: str) -> Iterator[Any]:
+        skipped: Counter = Counter()
         tally = Tally()
-        for row in ReviewTable(**{**self.table, "path": path}).rows():
-            if row["skip"]:
-                tally["skipped", row["skip"]] += 1
-            else:
-                tally["rows", "read"] += 1
-                yield ReviewGroup.from_row(row)
+        for group in replace(self.table, path=path).records(skipped):
+            tally["rows", "read"] += 1
+            yield group
+        tally.update({("skipped", reason): n for reason, n in skipped.items()})
         yield TaggedOutput("tally", tally)
 
 
