@@ -56,8 +56,12 @@ def child(name: str, reviews: str, meta: str, output: str) -> None:
 
 
 def run_child(name: str, reviews: Path, meta: Path, output: Path) -> dict:
-    command = [sys.executable, __file__, "--child", name, "--reviews-path", str(reviews), "--meta-path", str(meta),
-               "--output", str(output)]
+    return child_result(name, [sys.executable, __file__, "--child", name, "--reviews-path", str(reviews),
+                               "--meta-path", str(meta), "--output", str(output)])
+
+
+def child_result(name: str, command: list[str]) -> dict:
+    """Run one contender's child process; its `RESULT {json}` line (its own peak RSS, its timings)."""
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")

@@ -25,21 +25,16 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the same engine settings as prepare's benchmark, and its way of running a contender in a child process
+from bench_prepare_beam import CONTENDERS, RESULTS, ROOT, child_result  # noqa: E402
+
 FEWSUM = ROOT.parent / "shared" / "data" / "fewsum_amazon"
-RESULTS = ROOT / "benchmarks" / "results"
-CONTENDERS = {
-    "local": [],
-    "beam": ["engine=beam", "engine.direct_running_mode=in_memory", "engine.direct_num_workers=1"],
-    "beam_processes": ["engine=beam", "engine.direct_running_mode=multi_processing",
-                       f"engine.direct_num_workers={os.cpu_count() or 1}"],
-}
 
 
 def review_pool() -> tuple[list[list[str]], str]:
@@ -105,13 +100,9 @@ def child(name: str, groups: str, export: str, output: str, new_tokens: int, bat
 
 
 def run_child(name: str, groups: str, export: str, output: Path, args) -> dict:
-    command = [sys.executable, __file__, "--child", name, "--groups-path", groups, "--export", export,
-               "--output", str(output), "--new-tokens", str(args.new_tokens), "--batch-size", str(args.batch_size)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return child_result(name, [sys.executable, __file__, "--child", name, "--groups-path", groups, "--export", export,
+                               "--output", str(output), "--new-tokens", str(args.new_tokens),
+                               "--batch-size", str(args.batch_size)])
 
 
 def same_rows(a: Path, b: Path) -> bool:

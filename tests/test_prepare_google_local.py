@@ -52,6 +52,17 @@ def meta(gmap_id: str, category, name: str = "A Place") -> dict:
     return {"name": name, "address": f"{name}, 1 Main St", "gmap_id": gmap_id, "category": category}
 
 
+def write_gz_pair(directory: Path, reviews: list[dict], metas: list[dict]) -> tuple[str, str]:
+    """`reviews.json.gz` and `meta.json.gz` in `directory`, one JSON object per line -> (reviews path, meta path)."""
+    paths = []
+    for name, rows in (("reviews.json.gz", reviews), ("meta.json.gz", metas)):
+        path = directory / name
+        with gzip.open(path, "wt") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
 # surname grouping: three Hispanic-majority census surnames, then a below-threshold share (Smith,
 # 68% white), a single-word name and a surname missing from the census table
 EN_NAMES = ["Ana Garcia", "Luis Hernandez", "Rosa Lopez", "John Smith", "shwetha", "Jim Earlam"]

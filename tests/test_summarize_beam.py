@@ -4,7 +4,6 @@ engine=beam -> summarize engine=beam -> the app."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import re
@@ -25,7 +24,7 @@ from flavorfusion.summarization import failed_path, summarize
 
 from .conftest import CONF, run_module
 from .serving_helpers import Server, request
-from .test_prepare_google_local import compose_prepare, meta, review
+from .test_prepare_google_local import compose_prepare, meta, review, write_gz_pair
 
 pytest.importorskip("apache_beam")
 
@@ -66,13 +65,7 @@ def write_google_local(directory, n: int = N_RESTAURANTS) -> tuple[str, str]:
         for i, text in enumerate(rng.sample(texts, rng.randint(3, 7))):
             reviews.append(review(f"u{b}-{i}", gmap_id, text, 1_600_000_000_000 + i))
     reviews.append(review("poisoner", "0x0000:beam", f"{POISON}. " * 12, 1_700_000_000_000))  # the longest: selected
-    paths = []
-    for name, rows in (("reviews.json.gz", reviews), ("meta.json.gz", metas)):
-        path = directory / name
-        with gzip.open(path, "wt") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-        paths.append(str(path))
-    return paths[0], paths[1]
+    return write_gz_pair(directory, reviews, metas)
 
 
 @pytest.fixture(scope="module")
