@@ -1,8 +1,8 @@
 """The user's journey across stages, end to end on the quickstart's model: train it, prepare Google Local-style files
 with grouping=language, summarize them with the default config (whose data.max_source_length, 4096, is more than
-the tiny model's 1024 encoder positions), then serve it, with a long request batched among normal ones."""
+the tiny model's 1024 encoder positions), do both again with engine=beam, then serve the Beam output, with a long
+request batched among normal ones."""
 
-import gzip
 import json
 import threading
 
@@ -13,7 +13,7 @@ from flavorfusion.training import train
 
 from .conftest import FAST, compose_train, run_module
 from .serving_helpers import Server, request
-from .test_prepare_google_local import TEST_LANGUAGES, meta, review, translated
+from .test_prepare_google_local import TEST_LANGUAGES, meta, review, translated, write_gz_pair
 
 SPANISH = ("La comida era deliciosa, los tacos al pastor estaban jugosos y la salsa verde picaba lo justo. "
            "El servicio fue amable aunque un poco lento cuando el local se llenó. ")
@@ -32,13 +32,7 @@ def write_google_local(directory) -> tuple[str, str]:
             reviews.append(review(f"en{b}{i}", gmap_id, ENGLISH * 12, 1_600_000_000_000 + i))
             reviews.append(review(f"es{b}{i}", gmap_id, translated(ENGLISH * 12, SPANISH * 12),
                                   1_600_000_100_000 + i))
-    paths = []
-    for name, rows in (("reviews.json.gz", reviews), ("meta.json.gz", metas)):
-        path = directory / name
-        with gzip.open(path, "wt") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-        paths.append(str(path))
-    return paths[0], paths[1]
+    return write_gz_pair(directory, reviews, metas)
 
 
 @pytest.mark.slow
@@ -70,7 +64,20 @@ def test_quickstart_model_prepares_summarizes_and_serves_with_default_lengths(tm
     again = run_module("flavorfusion.summarize", *args)
     assert again.returncode == 0 and "4 review groups, 4 already done, 0 generated" in again.stdout
 
-    server = Server(tmp_path, [f"model.name_or_path={export}", f"serve.summaries={summaries}",
+    # the same journey on Beam: prepare and summarize engine=beam write the same rows, and the app reads the shards
+    beam_groups, beam_summaries = tmp_path / "beam_groups", tmp_path / "beam_summaries"
+    prepared = run_module("flavorfusion.prepare", f"source.reviews={reviews}", f"source.meta={metas}",
+                          "grouping=language", TEST_LANGUAGES, "engine=beam", f"output={beam_groups}",
+                          "progress=false", f"hydra.run.dir={tmp_path}/prepare_beam")
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    beam_args = [f"model.name_or_path={export}", f"data.path={beam_groups}", f"output={beam_summaries}",
+                 "engine=beam", *args[3:-1], f"hydra.run.dir={tmp_path}/summarize_beam"]
+    done = run_module("flavorfusion.summarize", *beam_args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    by_id = {r["id"]: r for r in rows}
+    assert {r["id"]: r for r in pq.read_table(beam_summaries).to_pylist()} == by_id
+
+    server = Server(tmp_path, [f"model.name_or_path={export}", f"serve.summaries={beam_summaries}",
                                "serve.max_batch_size=8", "serve.batch_timeout_ms=500", "generation.max_new_tokens=8",
                                "generation.min_new_tokens=3"])
     try:
@@ -91,5 +98,8 @@ def test_quickstart_model_prepares_summarizes_and_serves_with_default_lengths(tm
         assert all(json.loads(a[2])["summary"] for a in answers)
         status, _, body = request(server.url + "/api/restaurants")
         assert status == 200 and "Taqueria 0" in body.decode()
+        status, _, body = request(server.url + "/api/restaurant?id=0x0000:journey")
+        shown = {g["group"]: g["summary"] for g in json.loads(body)["groups"]}
+        assert status == 200 and shown == {r["group"]: r["summary"] for r in rows if r["business_id"] == "0x0000:journey"}
     finally:
         server.stop()
