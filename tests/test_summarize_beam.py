@@ -150,7 +150,7 @@ def test_a_rerun_of_local_retries_the_dead_letters(export, groups, tmp_path, mon
     assert len(rows_by_id(output)) == N_RESTAURANTS and not (tmp_path / "summaries.failed.jsonl").exists()
 
 
-def test_quantized_and_gs_style_sources_load_through_the_one_loader(export, tmp_path):
+def test_quantized_and_gs_style_sources_load_through_the_one_loader(export, tokenizer, tmp_path):
     """A model in object storage (here fsspec's memory://, as gs:// on Dataflow) is copied, then loaded."""
     import fsspec
 
@@ -161,6 +161,12 @@ def test_quantized_and_gs_style_sources_load_through_the_one_loader(export, tmp_
     reference, _ = load_pretrained(export)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(),
                                                  strict=True))
+    # an export uploaded again to the same path is copied again, not read from the first copy
+    other = save_pretrained(build_tiny_led(tokenizer, seed=1), tokenizer, str(tmp_path / "other"))
+    for path in sorted(Path(other).iterdir()):
+        fs.pipe(f"/models/tiny/{path.name}", path.read_bytes())
+    reloaded, _ = load_pretrained("memory://models/tiny")
+    assert not torch.equal(reloaded.state_dict()["lm_head.weight"], model.state_dict()["lm_head.weight"])
     with pytest.raises(ConfigError, match=r"^model\.name_or_path=memory://models/nothing is not a directory$"):
         load_pretrained("memory://models/nothing")
 

@@ -1,5 +1,7 @@
-"""Loading and saving summarizers: a Hub name, a local directory, or a W&B artifact."""
+"""Loading and saving summarizers: a Hub name, a local directory, a directory in object storage (gs://), or a W&B
+artifact."""
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -36,15 +38,21 @@ def download_directory(url: str, key: str = "model.name_or_path", root: str | No
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
-    root = root or os.path.join(tempfile.gettempdir(), "flavorfusion-models", url.replace("://", "_").replace("/", "_"))
-    if not os.path.isdir(root):
-        try:
-            if not fs.isdir(path):
-                raise ConfigError(f"{key}={url} is not a directory")
+    try:
+        if not fs.isdir(path):
+            raise ConfigError(f"{key}={url} is not a directory")
+        # the copy is reused (encoding and the model handler of one worker both load the source) while the
+        # objects' names, sizes and checksums are the same: an export uploaded again to the same path is copied again
+        listing = sorted((name, info.get("size"), info.get("md5Hash") or info.get("etag") or info.get("created"))
+                         for name, info in fs.find(path, detail=True).items())
+        version = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
+        root = root or os.path.join(tempfile.gettempdir(), "flavorfusion-models",
+                                    f"{url.replace('://', '_').replace('/', '_')}-{version}")
+        if not os.path.isdir(root):
             with atomic_output(root) as tmp:
                 fs.get(path.rstrip("/") + "/", tmp, recursive=True)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"{key}={url}: cannot read it ({err})") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{key}={url}: cannot read it ({err})") from None
     return root
 
 
