@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from flavorfusion.checks import prepare_output, validate_prepare
 from flavorfusion.data.grouping import Grouping
+from flavorfusion.data.record import SCHEMA
 from flavorfusion.data.report import PrepareReport, Tally, report_path
 from flavorfusion.data.review_groups import as_list
 from flavorfusion.data.sources import ReviewGroupSource
@@ -36,13 +38,8 @@ class PrepareJob:
     format: str | None
     progress: bool
     name: str = "prepare"
+    schema: pa.Schema = SCHEMA  # of the rows (an engine that writes shards writes an empty one with it)
     graph_built: bool = False
-
-    @property
-    def schema(self):
-        from flavorfusion.data.record import SCHEMA
-
-        return SCHEMA
 
     def run_local(self, output: str) -> Tally:
         """Streams the inputs through the source's rules, which fill the report as they read: the tally is empty."""
