@@ -147,15 +147,21 @@ class ReviewTable:
         return GroupNormalizer(self.columns["id"], self.columns["reviews"], self.columns.get("summary"),
                                self.review_separator, carried)
 
+    def checked_files(self) -> tuple[list[str], str, list[str]]:
+        """(the files `path` matches, their format, the first file's columns), every file checked for the mapped
+        columns: a pattern matching nothing or a missing column fails here, naming the file."""
+        files = expand_paths(self.path)
+        fmt = self.format or infer_format(files[0])
+        present = read_columns(files[0], fmt)
+        check_columns(files, fmt, self.normalizer(present).required_columns)
+        return files, fmt, present
+
     def rows(self):
         """Raw table -> normalized rows (`id, reviews, summary, skip`)."""
         import datasets
 
-        files = expand_paths(self.path)
-        fmt = self.format or infer_format(files[0])
-        present = read_columns(files[0], fmt)
+        files, fmt, present = self.checked_files()
         normalizer = self.normalizer(present)
-        check_columns(files, fmt, normalizer.required_columns)
         builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
         if builder == "csv":
             # every column a string: an empty summary is "", not NaN, and ids keep leading zeros

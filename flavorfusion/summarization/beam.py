@@ -29,9 +29,8 @@ from omegaconf import OmegaConf
 from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
-from flavorfusion.data.review_groups import ReviewTable, check_columns, infer_format, read_columns
+from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.engines import FAILED_DIR
-from flavorfusion.io import expand_paths
 from flavorfusion.summarization import (
     OUTPUT_SCHEMA,
     Failure,
@@ -73,7 +72,7 @@ def length_buckets(max_source_length: int, shortest: int = 64) -> list[int]:
 
 @dataclass(frozen=True)
 class BeamSummarize:
-    """The summarize settings workers need, as plain values; the driver checked them (files, columns, model)."""
+    """The summarize settings workers need, as picklable values; the driver checked them (files, columns, model)."""
 
     files: tuple[str, ...]
     table: ReviewTable  # how to read the files; each worker reads one
@@ -94,9 +93,7 @@ class BeamSummarize:
         from flavorfusion.models.loading import load_pretrained
 
         table = ReviewTable.from_config(cfg.data)
-        files = expand_paths(table.path)  # an input matching no file fails here
-        fmt = table.format or infer_format(files[0])
-        check_columns(files, fmt, table.normalizer(read_columns(files[0], fmt)).required_columns)
+        files, fmt, _ = table.checked_files()  # no file, or a column missing from one, fails here
         source = ModelSource.parse(cfg.model.name_or_path, "model.name_or_path")
         if engine.runner == "DataflowRunner" and source.kind == "local":
             log.warning("model.name_or_path=%s is a local directory: Dataflow workers read it at that path only if "
