@@ -1,5 +1,6 @@
 """One report comparing summarizer variants (exports, pruned and quantized ones, extractive baselines)
-on one data split: quality (ROUGE), size, sparsity and CPU latency. `flavorfusion.evaluate` runs it."""
+on one data split: quality (ROUGE, and per cultural group), group specificity, size, sparsity and CPU latency.
+`flavorfusion.evaluate` runs it."""
 
 import csv
 import json
@@ -14,6 +15,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from flavorfusion import contrast
+from flavorfusion.baselines import LexRank
 from flavorfusion.compression import measures
 from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
@@ -63,7 +66,15 @@ class Result:
     ffn_neurons: int | None = None
     latency_s: float = 0.0
     n_examples: int = 0
+    # on data with business_id and group: the share of summaries closest to their own group's reviews, chance beside
+    # it and the mean margin (flavorfusion.contrast); the ROUGE-L gap between the best- and worst-served group
+    specific_share: float | None = None
+    specificity_chance: float | None = None
+    specificity_margin: float | None = None
+    rougeL_group_spread: float | None = None
     deltas: dict = field(default_factory=dict)
+    by_group: list[dict] = field(default_factory=list)
+    specificity: dict | None = None
 
 
 def _median_seconds(fn, runs: int) -> float:
@@ -165,6 +176,43 @@ def _instantiate_baseline(node: DictConfig):
     return instantiate(node)
 
 
+def rouge_by_group(groups: list[ReviewGroup], scores: list[dict]) -> list[dict]:
+    """n and mean ROUGE-1/2/L of each cultural group (`group`; groups without a label are left out), best R-L first."""
+    by_label: dict[str, list[dict]] = {}
+    for group, score in zip(groups, scores, strict=True):
+        if group.group is not None:
+            by_label.setdefault(str(group.group), []).append(score)
+    rows = [{"group": label, "n": len(found), **{name: statistics.mean(s[name] for s in found)
+                                                 for name in ("rouge1", "rouge2", "rougeL")}}
+            for label, found in by_label.items()]
+    return sorted(rows, key=lambda row: (-row["rougeL"], row["group"]))
+
+
+def group_spread(by_group: list[dict]) -> float | None:
+    """ROUGE-L of the best-served group minus the worst-served's (None below two groups)."""
+    return by_group[0]["rougeL"] - by_group[-1]["rougeL"] if len(by_group) >= 2 else None
+
+
+def has_restaurants(groups: list[ReviewGroup]) -> bool:
+    return any(len(r) >= 2 for r in contrast.by_restaurant(groups).values())
+
+
+def specificity_of(groups: list[ReviewGroup], predictions: list[str], selection: ReviewSelection) -> dict:
+    return contrast.table_specificity(groups, {g.id: p for g, p in zip(groups, predictions, strict=True)}, selection)
+
+
+def reference_points(groups: list[ReviewGroup], selection: ReviewSelection, lexrank: LexRank) -> dict[str, dict]:
+    """Specificity of two extractive summaries on the same groups: one LexRank summary per restaurant shared by all
+    its groups (the floor: chance by construction) and LexRank within each group (a strong reference point)."""
+    shared = {}
+    for restaurant in contrast.by_restaurant(groups).values():
+        text = lexrank.summarize([r for g in sorted(restaurant, key=lambda g: g.id) for r in selection.for_validation(g)])
+        shared.update({g.id: text for g in restaurant})
+    within = {g.id: lexrank.summarize(selection.for_validation(g), g.id) for g in groups}
+    return {"shared LexRank per restaurant (floor)": contrast.table_specificity(groups, shared, selection),
+            "LexRank within each group": contrast.table_specificity(groups, within, selection)}
+
+
 def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     """Score every variant; returns the report rows and one record per (variant, example)."""
     multi_reference = cfg.metrics.multi_reference
@@ -173,6 +221,8 @@ def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     groups = load_groups(cfg.data, cfg.split)
     log.info("evaluating on %d review groups (split=%s)", len(groups), cfg.split)
     generation = OmegaConf.to_container(cfg.generation, resolve=True)
+    selection = ReviewSelection.from_config(cfg.data)
+    restaurants = cfg.contrast.enabled and has_restaurants(groups)
     results, examples = [], []
     for variant in build_variants(cfg):
         log.info("variant %s", variant.name)
@@ -182,6 +232,10 @@ def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
         result = Result(variant.name, variant.kind, variant.path, n_examples=len(groups),
                         multi_reference=multi_reference,
                         **{name: statistics.mean(s[name] for s in scores) for name in SCORE_NAMES})
+        result.by_group = rouge_by_group(groups, scores)
+        result.rougeL_group_spread = group_spread(result.by_group)
+        if restaurants:
+            set_specificity(result, specificity_of(groups, predictions, selection))
         variant.measure(result, None if cfg.sparsity_suffixes is None else list(cfg.sparsity_suffixes), cfg.zip)
         result.latency_s = variant.latency(groups[0], cfg.latency.new_tokens, cfg.latency.runs)
         results.append(result)
@@ -192,18 +246,32 @@ def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
     for r in results:
         if parent is not None and r is not parent:
             r.deltas = {name: getattr(r, name) - getattr(parent, name) for name in ("rouge1", "rouge2", "rougeL")}
+    if restaurants:
+        lexrank = _instantiate_baseline(cfg.baselines.lexrank) if cfg.baselines.get("lexrank") else LexRank()
+        for name, report in reference_points(groups, selection, lexrank).items():
+            reference = Result(name, "reference point", n_examples=len(groups))
+            set_specificity(reference, report)
+            results.append(reference)
     return results, examples
+
+
+def set_specificity(result: Result, report: dict) -> None:
+    result.specificity = report
+    result.specific_share, result.specificity_chance = report["share_specific"], report["chance"]
+    result.specificity_margin = report["mean_margin"]
 
 
 # ---- outputs ---------------------------------------------------------------------------------------
 
 COLUMNS = ["variant", "kind", "rouge1", "rouge2", "rougeL", "rougeLsum", "rouge1_max", "rouge2_max", "rougeL_max",
-           "rougeLsum_max", "d_rouge1", "d_rouge2", "d_rougeL", "size_mb", "zipped_mb", "sparsity", "ffn_neurons",
+           "rougeLsum_max", "d_rouge1", "d_rouge2", "d_rougeL", "rougeL_group_spread", "specific_share",
+           "specificity_chance", "specificity_margin", "size_mb", "zipped_mb", "sparsity", "ffn_neurons",
            "latency_s", "n_examples", "multi_reference", "path"]
+SCORED = ("model", "baseline")  # kinds with ROUGE; a "reference point" has specificity only
 
 
 def _row(r: Result) -> dict:
-    row = {k: v for k, v in asdict(r).items() if k != "deltas"}
+    row = {k: v for k, v in asdict(r).items() if k not in ("deltas", "by_group", "specificity")}
     row.update({f"d_{k}": v for k, v in r.deltas.items()})
     return {c: row.get(c) for c in COLUMNS}
 
@@ -225,20 +293,37 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def milestone_table(results: list[Result]) -> str:
     """The original code's milestone table: model, zipped size, ROUGE-1/2/L, inference time."""
     rows = [[r.variant, r.zipped_mb if r.kind == "model" else None, r.rouge1, r.rouge2, r.rougeL, r.latency_s]
-            for r in results]
+            for r in results if r.kind in SCORED]
     return markdown_table(["model", "zipped size (MB)", "ROUGE-1", "ROUGE-2", "ROUGE-L", "inference time (s)"], rows)
 
 
 def report_table(results: list[Result]) -> str:
     rows = []
-    for r in results:
+    for r in (r for r in results if r.kind in SCORED):
         d = r.deltas
         rows.append([r.variant, r.kind, r.rouge1, r.rouge2, r.rougeL, r.rougeLsum, r.rouge1_max, r.rouge2_max,
-                     r.rougeL_max, f"{d['rougeL']:+.2f}" if d else "", r.size_mb if r.kind == "model" else None,
-                     r.zipped_mb, None if r.sparsity is None else 100 * r.sparsity, r.ffn_neurons, r.latency_s])
+                     r.rougeL_max, f"{d['rougeL']:+.2f}" if d else "", r.rougeL_group_spread,
+                     r.size_mb if r.kind == "model" else None, r.zipped_mb,
+                     None if r.sparsity is None else 100 * r.sparsity, r.ffn_neurons, r.latency_s])
     return markdown_table(["variant", "kind", "R-1", "R-2", "R-L", "R-Lsum", "R-1 max", "R-2 max", "R-L max",
-                           "ΔR-L vs parent", "size (MB)", "zipped (MB)", "sparsity (%)", "FFN neurons",
-                           "latency (s)"], rows)
+                           "ΔR-L vs parent", "R-L group spread", "size (MB)", "zipped (MB)", "sparsity (%)",
+                           "FFN neurons", "latency (s)"], rows)
+
+
+def specificity_table(results: list[Result]) -> str:
+    """Group specificity of every variant and of the two reference points, as percentages."""
+    rows = [[r.variant, r.kind, 100 * r.specific_share, 100 * r.specificity_chance, f"{r.specificity_margin:+.3f}",
+             r.specificity["summaries"], r.specificity["restaurants"]]
+            for r in results if r.specificity and r.specificity["summaries"]]
+    return markdown_table(["variant", "kind", "specific (%)", "chance (%)", "mean margin", "summaries",
+                           "restaurants"], rows)
+
+
+def group_table(results: list[Result]) -> str:
+    """ROUGE per cultural group of every variant, best-served group first, and the spread."""
+    rows = [[r.variant, g["group"], g["n"], g["rouge1"], g["rouge2"], g["rougeL"]]
+            for r in results if r.kind in SCORED for g in r.by_group]
+    return markdown_table(["variant", "group", "n", "R-1", "R-2", "R-L"], rows)
 
 
 def rouge_note(multi_reference: str) -> str:
@@ -250,6 +335,11 @@ def rouge_note(multi_reference: str) -> str:
             f"report.csv) take the best reference.")
 
 
+SPECIFICITY_NOTE = ("A summary is specific when its own group's reviews are closer to it (mean ROUGE-1 recall of the "
+                    "reviews' content words) than any other group's of the same restaurant; chance is 1 / the "
+                    "restaurant's groups. The shared summary per restaurant is the floor (chance by construction).")
+
+
 def plot(results: list[Result], path: str, new_tokens: int) -> None:
     """ROUGE-L against latency and against size; one point per variant, named in a shared legend
     (variants often coincide, so labels beside the points would overlap)."""
@@ -258,6 +348,7 @@ def plot(results: list[Result], path: str, new_tokens: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = [r for r in results if r.kind in SCORED]
     colors = plt.get_cmap("tab20").colors
     legend_height = 0.3 + 0.2 * math.ceil(len(results) / 2)  # inches below the plots
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + legend_height))
@@ -283,7 +374,7 @@ def write_report(results: list[Result], examples: list[dict], output_dir: str, n
     """Every file is written under a temporary name and renamed once complete: a failure leaves none half-written."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, name) for name in
-             ("report.csv", "report.md", "milestones.md", "report.png", "examples.jsonl")}
+             ("report.csv", "report.md", "milestones.md", "report.png", "examples.jsonl", "contrast.json")}
     with atomic_output(paths["report.csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -291,11 +382,20 @@ def write_report(results: list[Result], examples: list[dict], output_dir: str, n
     milestones = milestone_table(results)
     with atomic_output(paths["milestones.md"]) as tmp, open(tmp, "w") as f:
         f.write(milestones)
+    sections = ""
+    if any(r.by_group for r in results):
+        sections += ("\n## ROUGE by cultural group\n\nR-L group spread (above): the best-served group's ROUGE-L minus "
+                     f"the worst-served's.\n\n{group_table(results)}")
+    if any(r.specificity for r in results):
+        sections += (f"\n## Group specificity\n\n{SPECIFICITY_NOTE}\n\n{specificity_table(results)}")
     with atomic_output(paths["report.md"]) as tmp, open(tmp, "w") as f:
         f.write(f"# Evaluation report\n\n{results[0].n_examples} review groups. "
                 f"{rouge_note(results[0].multi_reference)} ΔR-L is against the first "
                 f"model ({results[0].variant}). Latency: median CPU seconds for {new_tokens} new tokens, "
-                f"batch 1.\n\n{report_table(results)}\n## Milestones\n\n{milestones}")
+                f"batch 1.\n\n{report_table(results)}{sections}\n## Milestones\n\n{milestones}")
+    with atomic_output(paths["contrast.json"]) as tmp, open(tmp, "w") as f:
+        json.dump({r.variant: {"kind": r.kind, "rougeL_group_spread": r.rougeL_group_spread, "by_group": r.by_group,
+                               "specificity": r.specificity} for r in results}, f, indent=1)
     with atomic_output(paths["examples.jsonl"]) as tmp, open(tmp, "w") as f:
         for record in examples:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -13,12 +13,16 @@ import re
 #   there: with a CUDA torch a failed load is a real problem and stays visible.
 # - logger `torch.utils._pytree`: "<enum 'KernelPreference'> is an Enum subclass ... register_constant() ... is
 #   deprecated", torch 2.13 warning about torchao's own enums (torchao/utils.py `register_as_pytree_constant`).
+# - logger `torchao.kernel.intmm`: "Warning: Detected no triton, ...": Triton compiles GPU kernels; a CPU-only torch
+#   has none to compile. Dropped only there, as above.
+_NO_TRITON = "Warning: Detected no triton"
 _TORCHAO_CUDA_KERNEL_FAILED = re.compile(r"Failed to load \S*torchao[/\\]_C_(?:mxfp8|cutlass)\S*\.so: ")
 _PYTREE_ENUM_DEPRECATION = "%s is an Enum subclass and is now natively supported by torch.compile"
 
 
 def _is_torchao_cuda_kernel_failure(record: logging.LogRecord) -> bool:
-    if not _TORCHAO_CUDA_KERNEL_FAILED.match(record.getMessage()):
+    message = record.getMessage()
+    if not (_TORCHAO_CUDA_KERNEL_FAILED.match(message) or message.startswith(_NO_TRITON)):
         return False
     import torch  # already imported: torchao is loading
 
@@ -40,7 +44,7 @@ class _TorchaoImportNoise(logging.Filter):
 
 def drop_torchao_import_noise() -> None:
     # on the loggers that emit the lines: a parent logger's filters do not apply to a child's records
-    for name in ("torchao", "torch.utils._pytree"):
+    for name in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _TorchaoImportNoise) for f in logger.filters):
             logger.addFilter(_TorchaoImportNoise())

@@ -34,6 +34,8 @@ VERTEX_JOBS = "vertex_jobs.yaml"
 ROUGE_KEYS = ("best/rougeL", "val/rougeL")  # the exported (best) checkpoint's score first
 SIZE_KEY = "model/size_mb"
 LATENCY_KEY = "eval/latency_s"
+# evaluate's ROUGE-L gap between its best- and worst-served cultural group: shown beside ROUGE-L
+SPREAD_KEY = "eval/rougeL_group_spread"
 # states, from every source's own names
 COMPLETE, FAILED, RUNNING, INTERRUPTED, UNKNOWN = "COMPLETE", "FAILED", "RUNNING", "INTERRUPTED", "NO RESULT"
 _VERTEX_STATES = {"SUCCEEDED": COMPLETE, "FAILED": FAILED, "SUBMITTED": RUNNING, "PLANNED": RUNNING,
@@ -143,7 +145,8 @@ def _evaluate_metrics(job_dir: str) -> dict:
         quantized = [r for r in rows if os.path.basename(str(r.get("path", "")).rstrip("/")).startswith("model_")]
         row = (quantized or rows)[0]
         return {f"eval/{k}": float(v) for k, v in row.items()
-                if k in ("rougeL", "rouge1", "rouge2", "latency_s", "size_mb", "zipped_mb") and _is_float(v)}
+                if k in ("rougeL", "rouge1", "rouge2", "latency_s", "size_mb", "zipped_mb", "rougeL_group_spread",
+                         "specific_share") and _is_float(v)}
     return {}
 
 
@@ -387,12 +390,13 @@ def to_frame(study: Study):
     import pandas as pd
 
     metric_keys = sorted({k for r in study.runs for k, v in r.metrics.items() if _is_number(v)}
-                         - {SIZE_KEY, LATENCY_KEY, *ROUGE_KEYS})
+                         - {SIZE_KEY, LATENCY_KEY, SPREAD_KEY, *ROUGE_KEYS})
     rows = []
     for r in study.runs:
         row = {"run": r.num, "state": r.state, "pareto": r.pareto}
         row.update({k: r.params.get(k) for k in study.swept})
-        row.update({"rougeL": r.rouge_l, "size_mb": r.value(SIZE_KEY), "latency_s": r.value(LATENCY_KEY)})
+        row.update({"rougeL": r.rouge_l, "rougeL_group_spread": r.value(SPREAD_KEY), "size_mb": r.value(SIZE_KEY),
+                    "latency_s": r.value(LATENCY_KEY)})
         row.update({k: r.value(k) for k in ROUGE_KEYS})
         row.update({k: r.value(k) for k in metric_keys})
         row.update({"error": r.error, "swept": " ".join(_swept_overrides(r, study)),
@@ -437,8 +441,10 @@ def markdown(study: Study, table, chosen: Run | None, importances, written: dict
     if study.fixed:
         lines += ["Every run: `" + " ".join(study.fixed) + "`", ""]
     lines += ["ROUGE-L is the exported checkpoint's (`best/rougeL`, else `val/rougeL`); size is MB of weights of "
-              "the export that would be served (`model/size_mb`: the quantized one when `quantize` is set).", ""]
-    columns = ["run", "state", "pareto", *study.swept, "rougeL", "size_mb", "latency_s", "error"]
+              "the export that would be served (`model/size_mb`: the quantized one when `quantize` is set); "
+              "rougeL_group_spread, where an evaluate report has it, is the ROUGE-L gap between the best- and "
+              "worst-served cultural group.", ""]
+    columns = ["run", "state", "pareto", *study.swept, "rougeL", "rougeL_group_spread", "size_mb", "latency_s", "error"]
     columns = [c for c in columns if c in table.columns]
     lines += [_md_table(table, columns), ""]
     front = [r for r in study.runs if r.pareto]

@@ -30,6 +30,13 @@ ROWS = [  # (business_id, name, group, confidence, n_reviews, summary)
     ("b-long", "N" * 5000, "en", 0.9, 4, "A name of one long word."),
 ]
 SIZES = [(390, 844), (1366, 768)]
+HOSTILE = '<img src=x onerror="document.title=1">'
+TERMS = {  # (business_id, group) -> distinctive terms (term, z) and one quote
+    ("b-casa", "en"): ([("butter chicken", 3.1), ("garlic naan", 2.4)], "The butter chicken was rich and creamy."),
+    ("b-casa", "hi"): ([("dal", 2.9), ("spice level", 2.2)], "The dal tastes like home."),
+    ("odd/id #1 x", "ko"): ([(HOSTILE, 2.5), ("X" * 3000, 2.1)], f"Odd {HOSTILE} quote " + "Q" * 3000),
+    ("odd/id #1 x", "zh"): ([("dumplings", 2.0)], "Dumplings, " + "very " * 100 + "good."),
+}
 
 
 def chromium_or_skip():
@@ -45,10 +52,16 @@ def chromium_or_skip():
 @pytest.fixture
 def app_server(tmp_path, tokenizer):
     export = save_pretrained(build_tiny_led(tokenizer), tokenizer, str(tmp_path / "model"))
+    def contrast(b, g):
+        terms, quote = TERMS.get((b, g), ([], None))
+        return {"distinctive_terms": [{"term": t, "z": z, "count": 3} for t, z in terms],
+                "quotes": [{"term": terms[0][0], "text": quote}] if quote else [],
+                "contrast_note": None if terms else "the only group of its restaurant: nothing to contrast with"}
+
     table = pa.Table.from_pylist(
         [{"id": f"{b}-{g}", "business_id": b, "name": n, "group": g, "group_confidence": c, "n_reviews": k,
-          "summary": s, "model": export, "model_sha256": "x", "generation": "{}"} for b, n, g, c, k, s in ROWS],
-        schema=OUTPUT_SCHEMA)
+          "summary": s, "model": export, "model_sha256": "x", "generation": "{}", **contrast(b, g)}
+         for b, n, g, c, k, s in ROWS], schema=OUTPUT_SCHEMA)
     pq.write_table(table, tmp_path / "summaries.parquet")
     server = Server(tmp_path, [f"model.name_or_path={export}", f"serve.summaries={tmp_path / 'summaries.parquet'}",
                                "serve.min_group_reviews=3", "generation.max_new_tokens=10",
@@ -106,6 +119,12 @@ def test_pick_a_restaurant_and_read_its_group_summaries(app_server, tmp_path):
         assert "Not enough reviews" in cards["fr"]  # no summary in the output
         # readable names, the code in a tooltip
         assert cards["en"].startswith("English") and cards["hi"].startswith("Hindi")
+        # what sets each group apart: its terms and a quote; a group without terms shows none
+        assert "Mentioned more by this group than by the others" in cards["en"]
+        assert "butter chicken" in cards["en"] and "\u201cThe butter chicken was rich and creamy.\u201d" in cards["en"]
+        assert "dal" in cards["hi"] and "Mentioned more" not in cards["fr"]
+        about = driver.find_element(By.ID, "about").text
+        assert "machine-written" in about and "language they originally wrote in" in about
         assert driver.find_element(By.CSS_SELECTOR, '.card[data-group="hi"] abbr').get_attribute("title").endswith("hi")
         # the groups side by side on a desktop: the first two cards share a row
         tops = [c.location["y"] for c in driver.find_elements(By.CSS_SELECTOR, ".card.group")[:2]]
@@ -145,6 +164,15 @@ def test_fits_phone_and_desktop_with_long_words_and_odd_ids(app_server, tmp_path
         assert cards["zh"].find_element(By.TAG_NAME, "h3").text == "Chinese"
         assert "kimchi" in cards["ko"].text and "W" * 100 in cards["zh"].text
         assert overflow(driver) == 0  # with a 5,000-character word in a summary
+        # terms and a quote on each card, hostile ones as text (no element made, no script run), long ones wrapped
+        for card in cards.values():
+            assert "Mentioned more by this group" in card.text and card.find_elements(By.CSS_SELECTOR, "blockquote")
+        terms = [li.text for li in cards["ko"].find_elements(By.CSS_SELECTOR, ".terms li")]
+        assert terms[0] == HOSTILE and terms[1] == "X" * 3000
+        assert HOSTILE in cards["ko"].find_element(By.TAG_NAME, "blockquote").text
+        assert not driver.find_elements(By.CSS_SELECTOR, "#groups img") and driver.title == "FlavorFusion"
+        for element in driver.find_elements(By.CSS_SELECTOR, ".terms li, blockquote"):
+            assert element.rect["x"] >= 0 and element.rect["x"] + element.rect["width"] <= width
         for card in cards.values():
             assert card.rect["x"] >= 0 and card.rect["x"] + card.rect["width"] <= width
         assert driver.find_element(By.ID, "groups").get_attribute("aria-live") == "polite"

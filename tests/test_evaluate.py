@@ -265,6 +265,38 @@ def test_write_report_leaves_no_partial_file(tmp_path):
     results = [Result("lexrank", "baseline", rouge1=10.0, rouge1_max=12.0, n_examples=1, latency_s=0.1)]
     with pytest.raises(TypeError):  # not JSON: fails while examples.jsonl is being written
         write_report(results, [{"id": "g1"}, {"id": object()}], str(tmp_path), new_tokens=4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["milestones.md", "report.csv", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contrast.json", "milestones.md", "report.csv", "report.md"]
     with open(tmp_path / "report.csv") as f:
         assert next(csv.DictReader(f))["rouge1_max"] == "12.0"
+
+
+def test_specificity_per_variant_with_its_floor_and_ceiling_and_rouge_by_group(tmp_path):
+    """Restaurants whose groups dwell on different themes: LexRank within each group is specific far above chance,
+    one LexRank summary shared by a restaurant's groups is at chance or below, and ROUGE is broken down by group."""
+    from flavorfusion.evaluate import run
+
+    from .contrast_data import write_restaurants
+
+    rows = write_restaurants(tmp_path / "groups.parquet", 30)
+    data = ["data=groups", f"data.path={tmp_path / 'groups.parquet'}", "data.columns.summary=summary", "split=all",
+            "latency.runs=1", "zip=false"]
+    out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", *data], tmp_path / "out"))
+    results = {r.variant: r for r in out["results"]}
+    floor, within = results["shared LexRank per restaurant (floor)"], results["LexRank within each group"]
+    assert within.specific_share >= within.specificity_chance + 0.4
+    assert floor.specific_share <= floor.specificity_chance + 1e-9
+    assert results["lexrank"].specificity == within.specificity  # the lexrank variant is the within-group baseline
+    assert results["centroid_review"].specific_share > results["centroid_review"].specificity_chance
+
+    by_group = results["lexrank"].by_group
+    assert {g["group"] for g in by_group} <= {"en", "es", "zh", "ko"} and sum(g["n"] for g in by_group) == len(rows)
+    assert results["lexrank"].rougeL_group_spread == pytest.approx(by_group[0]["rougeL"] - by_group[-1]["rougeL"])
+    with open(tmp_path / "out" / "report.csv", newline="") as f:
+        report = {row["variant"]: row for row in csv.DictReader(f)}
+    assert float(report["lexrank"]["specific_share"]) == within.specific_share
+    assert report["shared LexRank per restaurant (floor)"]["kind"] == "reference point"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## ROUGE by cultural group" in text and "## Group specificity" in text
+    assert "| shared LexRank per restaurant (floor) | reference point |" in text
+    saved = json.loads((tmp_path / "out" / "contrast.json").read_text())
+    assert saved["lexrank"]["specificity"]["restaurants"] == 30

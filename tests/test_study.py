@@ -254,3 +254,18 @@ def test_report_logs_to_the_sweeps_wandb_group_offline(tmp_path, caplog):
     report(tmp_path)  # auto: the runs logged to W&B, so the study does
     assert "logged the study to W&B group sweep_prune (offline)" in caplog.text
     assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+
+
+def test_report_shows_each_runs_group_spread_beside_rouge(tmp_path):
+    for num, spread in enumerate([3.25, 0.5]):
+        run = tmp_path / str(num)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"prune.amount={0.1 * (num + 1)}"]))
+        (run / "metrics.json").write_text(json.dumps({"best/rougeL": 20.0 - num, "model/size_mb": 2.0 - num}))
+        (run / "report.csv").write_text("variant,kind,rougeL,rougeL_group_spread\n"
+                                        f"model,model,19.0,{spread}\n")
+    report(tmp_path, wandb="off")
+    table = pd.read_csv(tmp_path / "study.csv")
+    assert list(table["rougeL_group_spread"]) == [3.25, 0.5]
+    header = next(line for line in (tmp_path / "study.md").read_text().splitlines() if line.startswith("| run"))
+    assert "| rougeL | rougeL_group_spread |" in header

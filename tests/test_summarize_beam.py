@@ -23,6 +23,7 @@ from flavorfusion.resources import resource_path
 from flavorfusion.summarization import failed_path, summarize
 
 from .conftest import CONF, run_module
+from .contrast_data import write_restaurants
 from .serving_helpers import Server, request
 from .test_prepare_google_local import compose_prepare, meta, review, write_gz_pair
 
@@ -257,3 +258,29 @@ def test_a_quantized_export_runs_on_beam_as_on_local(export, groups, tmp_path):
     fp_rows = rows_by_id(summarize(compose_summarize([f"model.name_or_path={export}", f"data.path={groups}",
                                                       f"output={tmp_path / 'fp.parquet'}"])).output)
     assert {row["model_sha256"] for row in fp_rows}.isdisjoint({row["model_sha256"] for row in beam_rows})
+
+
+def test_beam_and_local_write_the_same_terms_quotes_and_specificity(export, tmp_path):
+    """Restaurants of 2-3 groups, each dwelling on its own theme: both engines write the same distinctive terms,
+    quotes and notes in every row, and the same specificity report beside the output."""
+    rows = write_restaurants(tmp_path / "groups.parquet", 90)
+    assert len(rows) >= 200
+    common = [f"model.name_or_path={export}", f"data.path={tmp_path / 'groups.parquet'}"]
+    local = summarize(compose_summarize([*common, f"output={tmp_path / 'local.parquet'}"]))
+    beam = summarize(compose_summarize([*common, f"output={tmp_path / 'beam'}", "engine=beam"]))
+
+    local_rows, beam_rows = rows_by_id(tmp_path / "local.parquet"), rows_by_id(tmp_path / "beam")
+    assert len(local_rows) == len(rows) and beam_rows == local_rows
+    with_terms = [row for row in local_rows if row["distinctive_terms"]]
+    assert len(with_terms) > len(rows) // 2 and all(t["z"] >= 1.96 for r in with_terms for t in r["distinctive_terms"])
+    assert all(row["quotes"] and row["contrast_note"] is None for row in with_terms)
+    theme = {row["id"]: row["summary"].removeprefix("A place known for its ").rstrip(".") for row in rows}
+    spice = [row for row in with_terms if theme[row["id"]] == "spice"]
+    assert spice and all({"spicy", "chili", "heat", "fiery", "chili heat"} & {t["term"] for t in row["distinctive_terms"]}
+                         for row in spice)
+
+    local_json = json.loads((tmp_path / "local.contrast.json").read_text())
+    beam_json = json.loads((tmp_path / "beam.contrast.json").read_text())
+    assert local_json == beam_json == local.specificity == beam.specificity
+    assert local_json["summaries"] == len(rows) and local_json["restaurants"] == 90
+    assert len(local_json["per_restaurant"]) == 90 and 0.3 < local_json["chance"] < 0.5

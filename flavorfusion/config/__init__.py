@@ -10,6 +10,7 @@ imports it when Hydra scans its plugins, so DVC's and any other compose of `conf
 from hydra.core.config_store import ConfigStore
 
 from flavorfusion.config import (
+    contrast,
     data,
     engine,
     generation,
@@ -30,6 +31,7 @@ from flavorfusion.config.schema import Schema, check_config, require
 SCHEMAS = [
     ("data", "_schema", data.DataConf),
     ("generation", "_schema", generation.GenerationConf),
+    ("contrast", "_schema", contrast.ContrastConf),
     ("model", "_schema_pretrained", model.PretrainedConf),
     ("model", "_schema_tiny", model.TinyConf),
     ("model", "_schema_random_review", model.RandomReviewConf),

@@ -106,6 +106,7 @@ class EvaluationKeys(Schema):
     zip: bool = True
     output_dir: str = "${paths.output_dir}"
     baselines: dict[str, Any] = field(default_factory=dict)
+    contrast: Any = None
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
@@ -160,6 +161,7 @@ class SummarizeConf(InferenceKeys):
     part_size: int = 256  # groups per part file: a killed run loses at most one part (engine=local)
     progress: bool = True
     engine: Any = None
+    contrast: Any = None
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:

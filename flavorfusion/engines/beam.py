@@ -29,7 +29,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from flavorfusion.data.report import Tally
-from flavorfusion.engines import FAILED_DIR
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
 
@@ -235,7 +234,8 @@ def staged_output(output: str) -> Iterator[str]:
         remove_tree(staging)
 
 
-SHARD_NAME = re.compile(rf"({FAILED_DIR}/)?{SHARD_PREFIX}-\d{{5}}-of-\d{{5}}\.(parquet|jsonl)")
+# shards, and a stage's side outputs in `_name/` beside them (dead letters in FAILED_DIR, ...)
+SHARD_NAME = re.compile(rf"(_[a-z]+/)?{SHARD_PREFIX}-\d{{5}}-of-\d{{5}}\.(parquet|jsonl)")
 
 
 def _files_under(path: str) -> list[str]:

@@ -7,10 +7,20 @@ import math
 from dataclasses import dataclass
 
 from flavorfusion.errors import ConfigError
-from flavorfusion.serving.names import group_name
+from flavorfusion.serving.names import LANGUAGES, SURNAME_TRADITIONS, group_name
 
 REQUIRED = ("business_id", "group", "summary")
-OPTIONAL = ("name", "n_reviews", "group_confidence")
+OPTIONAL = ("name", "n_reviews", "group_confidence", "distinctive_terms", "quotes", "contrast_note")
+TERMS_SHOWN = 5
+GROUPINGS = {
+    "language": "Reviewers are grouped by the language they originally wrote in (Google marks a translated review "
+                "and keeps its original); untranslated reviews count as English. Confidence is how sure the language "
+                "detector was, averaged over the group's reviews.",
+    "surname": "Reviewers are grouped by an estimate from their surname (U.S. census surname statistics), never by "
+               "anything they said about themselves. Confidence is the average probability of the estimated "
+               "category: a statistical guess about a group, not a fact about any person.",
+    "other": "Reviewers are grouped by the labels of the data the summaries were made from.",
+}
 
 
 @dataclass
@@ -19,6 +29,16 @@ class Catalog:
 
     restaurants: dict[str, dict]
     min_group_reviews: int
+
+    @property
+    def grouping(self) -> str:
+        """How the groups were formed, read from their labels: language, surname or other."""
+        labels = {label for r in self.restaurants.values() for label in r["groups"]} - {"all", "unknown"}
+        if labels and labels <= set(LANGUAGES):
+            return "language"
+        if labels and labels <= set(SURNAME_TRADITIONS):
+            return "surname"
+        return "other"
 
     @classmethod
     def empty(cls, min_group_reviews: int = 0) -> Catalog:
@@ -76,8 +96,12 @@ class Catalog:
                 confidence = None
             summary = (row.get("summary") or "").strip() or None
             too_few = n_reviews is not None and n_reviews < self.min_group_reviews
+            terms = [{"term": t["term"], "z": t["z"]} for t in (row.get("distinctive_terms") or [])[:TERMS_SHOWN]]
+            shown = {t["term"] for t in terms}
+            quotes = [q for q in (row.get("quotes") or []) if q["term"] in shown][:1]
             groups.append({"group": name, "label": group_name(name), "n_reviews": n_reviews, "group_confidence": confidence,
-                           "summary": None if too_few else summary, "enough_reviews": bool(summary) and not too_few})
+                           "summary": None if too_few else summary, "enough_reviews": bool(summary) and not too_few,
+                           "distinctive_terms": terms, "quotes": quotes, "contrast_note": row.get("contrast_note")})
         return {"business_id": business_id, "name": entry["name"] or business_id, "groups": groups}
 
 
@@ -122,6 +146,12 @@ PAGE = """<!doctype html>
   .card .code { color: #595959; font-weight: normal; font-size: 13px; }
   .card .meta { color: #595959; font-size: 13px; margin-bottom: 8px; }
   .card.too-few .summary { font-style: italic; color: #595959; }
+  .card .contrast { border-top: 1px solid #eee4dc; margin-top: 10px; padding-top: 8px; font-size: 14px; }
+  .card .contrast h4 { margin: 0 0 6px; font-size: 13px; font-weight: 600; color: #595959; }
+  .terms { list-style: none; padding: 0; margin: 0 0 6px; display: flex; flex-wrap: wrap; gap: 6px; }
+  .terms li { background: #f0e2d8; border-radius: 12px; padding: 2px 10px; max-width: 100%; }
+  .card blockquote { margin: 6px 0 0; padding-left: 10px; border-left: 3px solid #d9b8a3; font-style: italic; }
+  #about { margin: 6px 0 0; font-size: 13px; max-width: 70rem; }
   textarea { width: 100%; min-height: 110px; padding: 8px; border: 1px solid #767676; border-radius: 6px; }
   button.primary { background: #7a2e12; color: #fff; border: 0; border-radius: 6px; padding: 8px 16px;
     cursor: pointer; margin-top: 8px; }
@@ -130,7 +160,8 @@ PAGE = """<!doctype html>
 </style>
 </head>
 <body>
-<header><h1>FlavorFusion</h1><p>What do people of each culture think of this restaurant?</p></header>
+<header><h1>FlavorFusion</h1><p>What do people of each culture think of this restaurant?</p>
+<p id="about"></p></header>
 <main>
   <section aria-label="Restaurants">
     <input id="search" type="search" placeholder="Search a restaurant" aria-label="Search a restaurant">
@@ -195,10 +226,20 @@ async function show(id, button) {
     if (g.group_confidence !== null) meta.push('confidence ' + Math.round(g.group_confidence * 100) + '%');
     card.append(el('div', 'meta', meta.join(' · ')));
     card.append(el('p', 'summary', g.enough_reviews ? g.summary : 'Not enough reviews for a summary.'));
+    if (g.distinctive_terms && g.distinctive_terms.length) {
+      const box = el('div', 'contrast');
+      box.append(el('h4', '', 'Mentioned more by this group than by the others'));
+      const list = el('ul', 'terms');
+      for (const t of g.distinctive_terms) { const li = el('li', '', t.term); li.title = 'z = ' + t.z.toFixed(1); list.append(li); }
+      box.append(list);
+      for (const q of g.quotes || []) { box.append(el('blockquote', '', '\u201c' + q.text + '\u201d')); }
+      card.append(box);
+    }
     groups.append(card);
   }
 }
 
+getJson('/api/about').then(([ok, data]) => { if (ok) document.getElementById('about').textContent = data.text; });
 document.getElementById('search').addEventListener('input', e => search(e.target.value));
 document.getElementById('own-submit').onclick = async () => {
   const out = document.getElementById('own-result');

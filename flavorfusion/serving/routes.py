@@ -167,6 +167,16 @@ async def restaurants(request: Request, q: str = "", limit: int = Query(50, ge=1
     return {"restaurants": catalog.search(q, limit), "total": len(catalog.restaurants)}
 
 
+@router.get("/api/about", summary="What the page says of its summaries and groups")
+async def about(request: Request):
+    from flavorfusion.serving.page import GROUPINGS
+
+    grouping = request.app.state.catalog.grouping
+    text = ("The summaries are machine-written by a language model from each group's reviews and can be wrong. "
+            + GROUPINGS[grouping])
+    return {"grouping": grouping, "text": text}
+
+
 @router.get("/api/restaurant", summary="One restaurant by ?id= (any characters)")
 async def restaurant_by_query(request: Request, id: str):  # noqa: A002  (the query parameter's name)
     return restaurant_or_404(request, id)

@@ -33,10 +33,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from flavorfusion import contrast
 from flavorfusion.checks import check_summarize_output, validate_summarize
+from flavorfusion.config.contrast import ContrastConf
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
+from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.engines import FAILED_DIR
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # the record's fields copied to each output row when the input has them
 CARRIED = ("business_id", "name", "group", "group_confidence", "n_reviews")
+TERM = pa.struct([("term", pa.string()), ("z", pa.float64()), ("count", pa.int32())])
+QUOTE = pa.struct([("term", pa.string()), ("text", pa.string())])
 OUTPUT_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -56,9 +61,14 @@ OUTPUT_SCHEMA = pa.schema(
         ("group_confidence", pa.float64()),
         ("n_reviews", pa.int32()),
         ("summary", pa.string()),
+        # what this group's reviewers say more than the restaurant's other groups (flavorfusion.contrast)
+        ("distinctive_terms", pa.list_(TERM)),
+        ("quotes", pa.list_(QUOTE)),
+        ("contrast_note", pa.string()),  # why a group has no terms
         ("model", pa.string()),  # the model source it was loaded from (model.name_or_path)
         ("model_sha256", pa.string()),  # of its weights: two outputs from the same weights say so
         ("generation", pa.string()),  # the generation settings, as JSON
+        ("contrast", pa.string()),  # the contrast settings, as JSON
     ]
 )
 
@@ -76,6 +86,8 @@ class SummarizeReport:
     seconds: float
     failed: int = 0
     dead_letters: str | None = None
+    specificity: dict | None = None  # contrast.specificity_report of the whole output
+    tally: Tally | None = None  # what the engine counted (times included)
 
     @classmethod
     def from_tally(cls, output: str, tally: Tally, seconds: float, dead_letters: str) -> SummarizeReport:
@@ -85,8 +97,11 @@ class SummarizeReport:
 
     def line(self) -> str:
         failed = f", {self.failed} failed (in {self.dead_letters})" if self.failed else ""
-        return (f"{self.output}: {self.total} review groups, {self.already_done} already done, {self.generated} "
+        line = (f"{self.output}: {self.total} review groups, {self.already_done} already done, {self.generated} "
                 f"generated ({self.rows_per_s:.2f} rows/s){failed}, skipped {self.skipped or 'none'}")
+        if self.specificity is not None:
+            line += f"\n{self.output}: {contrast.specificity_line(self.specificity)} ({contrast_path(self.output)})"
+        return line
 
     @property
     def rows_per_s(self) -> float:
@@ -112,6 +127,10 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+# the provenance columns a resumed run must share with what is already written
+PROVENANCE_CHECKED = ("model_sha256", "generation", "contrast")
+
+
 def done_ids(output: str) -> tuple[set[str], list[dict]]:
     """Ids already summarized (the output and every complete part) and the provenance they were written with."""
     files = written_files(output)
@@ -119,25 +138,36 @@ def done_ids(output: str) -> tuple[set[str], list[dict]]:
     provenance = []
     for path in files:
         try:
-            table = pq.read_table(path, columns=["id", "model_sha256", "generation"])
+            table = pq.read_table(path, columns=["id", *PROVENANCE_CHECKED])
         except (pa.ArrowInvalid, KeyError) as err:
-            raise DataError(f"{path} is not a summarize output ({err}); use another output or remove it") from None
+            raise DataError(f"{path} is not a summarize output of this version ({err}); use another output or "
+                            "remove it") from None
         ids.update(table.column("id").to_pylist())
         if table.num_rows:
-            provenance.append({"path": path, "model_sha256": table.column("model_sha256")[0].as_py(),
-                               "generation": table.column("generation")[0].as_py()})
+            provenance.append({"path": path, **{key: table.column(key)[0].as_py() for key in PROVENANCE_CHECKED}})
     return ids, provenance
 
 
-def check_same_provenance(provenance: list[dict], model_sha256: str, generation: str, output: str) -> None:
+def summaries_of(output: str) -> dict[str, str]:
+    """id -> summary of a summarize output: one file, or a directory of shards (local or object storage)."""
+    import fsspec
+    import pyarrow.dataset as ds
+
+    fs, location = fsspec.core.url_to_fs(output)
+    table = ds.dataset(location, filesystem=fs, format="parquet").to_table(columns=["id", "summary"])
+    return dict(zip(table.column("id").to_pylist(), table.column("summary").to_pylist(), strict=True))
+
+
+def check_same_provenance(provenance: list[dict], expected: dict, output: str) -> None:
     for found in provenance:
-        if found["model_sha256"] != model_sha256 or found["generation"] != generation:
+        if any(found[key] != expected[key] for key in PROVENANCE_CHECKED):
             raise ConfigError(f"output={output}: {found['path']} was written by another model or other generation "
-                              "settings; give a new output or remove the old one")
+                              "settings (or contrast settings); give a new output or remove the old one")
 
 
-def output_row(group: ReviewGroup, summary: str, provenance: dict) -> dict:
-    return {"id": group.id, **{k: getattr(group, k) for k in CARRIED}, "summary": summary, **provenance}
+def output_row(group: ReviewGroup, summary: str, provenance: dict, group_contrast: contrast.GroupContrast) -> dict:
+    return {"id": group.id, **{k: getattr(group, k) for k in CARRIED}, "summary": summary,
+            **group_contrast.columns(), **provenance}
 
 
 def dead_letter(group: ReviewGroup, failure: Failure) -> dict:
@@ -175,9 +205,58 @@ def generation_settings(cfg: DictConfig) -> dict:
 
 def provenance_of(cfg: DictConfig, model) -> dict:
     """The provenance columns: the model source, its weights' hash (as loaded, before placing: the same weights
-    give the same hash on any device and dtype) and the generation settings."""
+    give the same hash on any device and dtype), the generation settings and the contrast settings."""
     return {"model": str(cfg.model.name_or_path), "model_sha256": weights_sha256(model),
-            "generation": json.dumps(generation_settings(cfg), sort_keys=True)}
+            "generation": json.dumps(generation_settings(cfg), sort_keys=True),
+            "contrast": json.dumps(OmegaConf.to_container(cfg.contrast, resolve=True), sort_keys=True)}
+
+
+def contrast_settings(cfg: DictConfig) -> ContrastConf:
+    return OmegaConf.to_object(cfg.contrast)
+
+
+def contrast_path(output: str) -> str:
+    """Where the specificity report goes: beside the output (`summaries.parquet` -> `summaries.contrast.json`,
+    `summaries/` -> `summaries.contrast.json`)."""
+    base = output.rstrip("/")
+    return f"{os.path.splitext(base)[0] if base.endswith('.parquet') else base}.contrast.json"
+
+
+class TableContrast:
+    """The contrast of every group of a table: each restaurant's terms are computed once, on first use, against
+    the restaurant's other groups (and, for restaurants with few reviews, the whole table's words)."""
+
+    def __init__(self, groups: list[ReviewGroup], selection: ReviewSelection, settings: ContrastConf):
+        self.selection, self.settings = selection, settings
+        self.restaurants = contrast.by_restaurant(groups)
+        self.background = contrast.table_background(
+            (selection.for_validation(g) for g in groups), settings) if settings.enabled else None
+        self._done: dict[str, dict[str, contrast.GroupContrast]] = {}
+
+    def of(self, group: ReviewGroup) -> contrast.GroupContrast:
+        restaurant = None if group.business_id is None else str(group.business_id)
+        if restaurant is None or not self.settings.enabled:
+            return contrast.group_contrast(group, None, self.selection, self.settings)
+        if restaurant not in self._done:
+            self._done[restaurant] = contrast.restaurant_contrast(self.restaurants[restaurant], self.selection,
+                                                                  self.settings, self.background)
+        return self._done[restaurant][group.id]
+
+    def specificity(self, summaries: dict[str, str]) -> dict:
+        return contrast.table_specificity((g for r in self.restaurants.values() for g in r), summaries, self.selection)
+
+
+def write_contrast(path: str, report: dict) -> None:
+    """The specificity report as JSON, written whole under a temporary name first (local or object storage)."""
+    text = json.dumps(report, indent=1, ensure_ascii=False)
+    if "://" in path:
+        import fsspec
+
+        with fsspec.open(path, "w") as f:  # an object appears whole when its upload completes
+            f.write(text)
+        return
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_part(table: pa.Table, directory: str, index: int) -> str:
@@ -223,6 +302,7 @@ class SummarizeJob:
     name: str = "summarize"
     schema: pa.Schema = OUTPUT_SCHEMA
     beam_settings: Any = None  # engine=beam: `summarization.beam.BeamSummarize`, checked by the driver
+    table_contrast: TableContrast | None = None  # engine=local: set by run_local
 
     def run_local(self, output: str) -> Tally:
         """Resumable: the groups already in `output` or in a part are skipped."""
@@ -232,10 +312,13 @@ class SummarizeJob:
         groups, skipped = ReviewTable.from_config(cfg.data).groups()  # unknown columns fail here, naming the file
         tally.update({("skipped", reason): n for reason, n in skipped.items()})
         tally["rows", "read"] = len(groups)
+        start = time.perf_counter()
+        self.table_contrast = TableContrast(groups, ReviewSelection.from_config(cfg.data), contrast_settings(cfg))
+        contrast_seconds = time.perf_counter() - start
         model, tokenizer = load_pretrained(cfg.model.name_or_path)
         provenance = provenance_of(cfg, model)
         done, found = done_ids(output)
-        check_same_provenance(found, provenance["model_sha256"], provenance["generation"], output)
+        check_same_provenance(found, provenance, output)
         todo = [g for g in groups if g.id not in done]
         tally["rows", "already_done"] = len(groups) - len(todo)
         if not todo:
@@ -263,15 +346,18 @@ class SummarizeJob:
                 for b in range(0, len(part), cfg.batch_size):
                     batch = part[b:b + cfg.batch_size]
                     results = summarize_batch(summarizer, [features[i] for i in batch], generation)
+                    contrast_start = time.perf_counter()
                     for i, result in zip(batch, results, strict=True):
                         if isinstance(result, Failure):
                             failed.append(dead_letter(todo[i], result))
                         else:
-                            rows.append(output_row(todo[i], result, provenance))
+                            rows.append(output_row(todo[i], result, provenance, self.table_contrast.of(todo[i])))
+                    contrast_seconds += time.perf_counter() - contrast_start
                     bar.update(len(batch))
                 write_part(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), parts_dir(output), part_index)
                 tally["rows", "generated"] += len(rows)
-        tally["time", "generate_ms"] = round((time.perf_counter() - start) * 1000)
+        tally["time", "generate_ms"] = round((time.perf_counter() - start - contrast_seconds) * 1000)
+        tally["time", "contrast_ms"] = round(contrast_seconds * 1000)
         written = merge(output)
         write_dead_letters(failed_path(output), failed)
         tally["rows", "failed"] = len(failed)
@@ -282,6 +368,15 @@ class SummarizeJob:
         from flavorfusion.summarization.beam import expand_summarize
 
         return expand_summarize(pipeline, self.beam_settings, shards)
+
+    def specificity(self, output: str) -> dict:
+        """The specificity report of what `output` holds: engine=local computes it from the output's summaries and
+        the table's reviews; engine=beam's workers wrote each restaurant's record under `<output>/_contrast/`."""
+        if self.table_contrast is not None:
+            return self.table_contrast.specificity(summaries_of(output))
+        from flavorfusion.summarization.beam import read_specificity_records
+
+        return contrast.specificity_report(read_specificity_records(output))
 
 
 def summarize(cfg: DictConfig) -> SummarizeReport:
@@ -305,5 +400,11 @@ def summarize(cfg: DictConfig) -> SummarizeReport:
     seconds = tally["time", "generate_ms"] / 1000 if ("time", "generate_ms") in tally else time.perf_counter() - start
     dead_letters = f"{output.rstrip('/')}/{FAILED_DIR}" if engine.writes_directory else failed_path(output)
     report = SummarizeReport.from_tally(output, tally, seconds, dead_letters)
+    if cfg.contrast.enabled:
+        contrast_start = time.perf_counter()
+        report.specificity = job.specificity(output)
+        write_contrast(contrast_path(output), report.specificity)
+        tally["time", "contrast_ms"] += round((time.perf_counter() - contrast_start) * 1000)
+    report.tally = tally
     print(report.line())
     return report

@@ -3,8 +3,11 @@ and provenance as `engine=local`) as an Apache Beam graph around `RunInference`:
 
     group files ─ Reshuffle ─ ReadGroups (per file) ─ Encode (tokenizer only)
         ─ RunInference(GroupSummaryHandler): batches keyed by length bucket, one model per worker process
-        ─ ToRows ─┬─ rows ─ BatchRows ─ WriteToParquetBatched          part-*.parquet
-                  └─ failed ─ WriteToText                              _failed/part-*.jsonl (dead letters)
+        ─ KeyByRestaurant ─ GroupByRestaurant (GroupByKey on business_id)
+        ─ ToRows (contrast: terms, quotes, specificity) ─┬─ rows ─ BatchRows ─ WriteToParquetBatched   part-*.parquet
+                                                          ├─ failed ─ WriteToText        _failed/part-*.jsonl (dead letters)
+                                                          └─ contrast ─ WriteToText      _contrast/part-*.jsonl
+    ReadGroups ─ SelectedReviews ─ TableBackground (the whole table's term counts) ─> ToRows, as a side input
     ReadGroups, ToRows ─ tally (side output) ─> the engine, into the report
 
 `RunInference` loads the model once per worker process and shares it across the process's threads; its
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,14 +29,18 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.pvalue import TaggedOutput
 from omegaconf import OmegaConf
 
+from flavorfusion import contrast
+from flavorfusion.config.contrast import ContrastConf
 from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
+from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.engines import FAILED_DIR
 from flavorfusion.summarization import (
     OUTPUT_SCHEMA,
     Failure,
+    contrast_settings,
     dead_letter,
     generation_settings,
     output_row,
@@ -49,6 +56,8 @@ log = logging.getLogger(__name__)
 # how long a length bucket may wait for a full batch; in a batch pipeline a bucket is also flushed when input ends
 MAX_BATCH_WAIT_S = 30
 ROWS_PER_TABLE = 1000
+# each restaurant's specificity record, beside the shards (a name readers of the shards skip)
+CONTRAST_DIR = "_contrast"
 
 
 class EncodedGroup(NamedTuple):
@@ -86,6 +95,11 @@ class BeamSummarize:
     buckets: tuple[int, ...]
     provenance: dict
     num_shards: int
+    contrast: ContrastConf
+
+    @property
+    def selection(self) -> ReviewSelection:
+        return ReviewSelection.from_config(OmegaConf.create(self.data))
 
     @classmethod
     def from_config(cls, cfg: DictConfig, engine) -> BeamSummarize:
@@ -113,6 +127,7 @@ class BeamSummarize:
             buckets=tuple(length_buckets(limit)),
             provenance=provenance_of(cfg, model),
             num_shards=engine.num_shards,
+            contrast=contrast_settings(cfg),
         )
 
 
@@ -125,12 +140,24 @@ def expand_summarize(pipeline: beam.Pipeline, settings: BeamSummarize, shards: s
         | "SpreadFiles" >> beam.Reshuffle()
         | "ReadGroups" >> beam.ParDo(ReadGroups(settings.table)).with_outputs("tally", main="groups")
     )
-    summarized = (
+    background = (
+        read.groups
+        | "SelectedReviews" >> beam.Map(lambda group, selection: selection.for_validation(group), settings.selection)
+        | "TableBackground" >> beam.CombineGlobally(TableBackground(settings.contrast))
+    )
+    keyed = (
         read.groups
         | "Encode" >> beam.ParDo(EncodeGroups(settings))
         | "Summarize" >> RunInference(GroupSummaryHandler(settings))
-        | "ToRows" >> beam.ParDo(ToRows(settings.provenance)).with_outputs("failed", "tally", main="rows")
+        | "KeyByRestaurant" >> beam.ParDo(KeyByRestaurant()).with_outputs("alone", main="keyed")
     )
+    restaurants = (
+        (keyed.keyed | "GroupByRestaurant" >> beam.GroupByKey(), keyed.alone)
+        | "Restaurants" >> beam.Flatten()
+    )
+    summarized = restaurants | "ToRows" >> beam.ParDo(
+        ToRows(settings), background=beam.pvalue.AsSingleton(background)
+    ).with_outputs("failed", "contrast", "tally", main="rows")
     _ = (
         summarized.rows
         | "BatchRows" >> beam.BatchElements(min_batch_size=1, max_batch_size=ROWS_PER_TABLE)
@@ -141,7 +168,56 @@ def expand_summarize(pipeline: beam.Pipeline, settings: BeamSummarize, shards: s
     directory, prefix = shards.rsplit("/", 1)
     _ = summarized.failed | "WriteDeadLetters" >> beam.io.WriteToText(f"{directory}/{FAILED_DIR}/{prefix}",
                                                                       file_name_suffix=".jsonl")
+    _ = summarized.contrast | "WriteSpecificity" >> beam.io.WriteToText(f"{directory}/{CONTRAST_DIR}/{prefix}",
+                                                                         file_name_suffix=".jsonl")
     return (read.tally, summarized.tally) | "AllTallies" >> beam.Flatten()
+
+
+class TableBackground(beam.CombineFn):
+    """The whole table's term counts (`contrast.table_background`), summed across workers."""
+
+    def __init__(self, settings: ContrastConf):
+        self.settings = settings
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, accumulator: Counter, reviews: list[str]) -> Counter:
+        if self.settings.enabled:
+            accumulator.update(contrast.TermCounts.of(reviews, self.settings.max_ngram).counts)
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> Counter:
+        total = Counter()
+        for accumulator in accumulators:
+            total.update(accumulator)
+        return total
+
+    def extract_output(self, accumulator: Counter) -> Counter:
+        return accumulator
+
+
+class KeyByRestaurant(beam.DoFn):
+    """A summarized group -> (business_id, result); one without a business_id goes on alone (None, [result])."""
+
+    def process(self, result: PredictionResult):
+        business_id = result.example.group.business_id
+        if business_id is None:
+            yield TaggedOutput("alone", (None, [result]))
+        else:
+            yield str(business_id), result
+
+
+def read_specificity_records(output: str) -> list[contrast.RestaurantSpecificity]:
+    """The restaurants' specificity records that `ToRows` wrote under `<output>/_contrast/`."""
+    import fsspec
+
+    fs, location = fsspec.core.url_to_fs(output)
+    records = []
+    for path in sorted(fs.glob(f"{location.rstrip('/')}/{CONTRAST_DIR}/*.jsonl")):
+        with fs.open(path, "r") as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return [contrast.RestaurantSpecificity(r["business_id"], r["groups"]) for r in records]
 
 
 class ReadGroups(beam.DoFn):
@@ -209,16 +285,33 @@ class GroupSummaryHandler(ModelHandler):
 
 
 class ToRows(beam.DoFn):
-    """A summary -> an output row; a failure -> a dead letter with its error line."""
+    """A restaurant's summarized groups -> output rows with their contrast (terms and quotes against the restaurant's
+    other groups) and the restaurant's specificity record; a failure -> a dead letter with its error line."""
 
-    def __init__(self, provenance: dict):
-        self.provenance = provenance
+    def __init__(self, settings: BeamSummarize):
+        self.provenance, self.contrast, self.data = settings.provenance, settings.contrast, settings.data
 
-    def process(self, result: PredictionResult):
-        group = result.example.group
-        if isinstance(result.inference, Failure):
-            yield TaggedOutput("failed", json.dumps(dead_letter(group, result.inference), ensure_ascii=False))
-            yield TaggedOutput("tally", Tally({("rows", "failed"): 1}))
-        else:
-            yield output_row(group, result.inference, self.provenance)
+    def setup(self) -> None:
+        self.selection = ReviewSelection.from_config(OmegaConf.create(self.data))
+
+    def process(self, element: tuple[str | None, Iterable[PredictionResult]], background: Counter):
+        business_id, results = element
+        results = sorted(results, key=lambda r: r.example.group.id)
+        groups = [r.example.group for r in results]
+        contrasts = (contrast.restaurant_contrast(groups, self.selection, self.contrast, background)
+                     if business_id is not None and self.contrast.enabled else {})
+        summaries = {}
+        for result in results:
+            group = result.example.group
+            if isinstance(result.inference, Failure):
+                yield TaggedOutput("failed", json.dumps(dead_letter(group, result.inference), ensure_ascii=False))
+                yield TaggedOutput("tally", Tally({("rows", "failed"): 1}))
+                continue
+            summaries[group.id] = result.inference
+            found = contrasts.get(group.id) or contrast.group_contrast(group, None, self.selection, self.contrast)
+            yield output_row(group, result.inference, self.provenance, found)
             yield TaggedOutput("tally", Tally({("rows", "generated"): 1}))
+        if business_id is not None and self.contrast.enabled:
+            record = contrast.specificity_of(business_id, groups, summaries, self.selection)
+            if record is not None:
+                yield TaggedOutput("contrast", json.dumps(record.as_dict(), ensure_ascii=False))
