@@ -58,17 +58,18 @@ def stop_words() -> frozenset[str]:
 
 def words(text: str) -> list[str]:
     """Lower-cased words (letters only; digits and punctuation split them)."""
-    return [w.lower() for w in _WORD.findall(text)]
+    return _WORD.findall(text.lower())
 
 
-def ngrams(tokens: Sequence[str], max_n: int) -> Iterable[str]:
+def ngrams(tokens: Sequence[str], max_n: int) -> list[str]:
     """Words that are not stop words, and phrases of up to `max_n` consecutive words that neither start nor end with
     one ("palak paneer", "way too expensive" but not "the food")."""
     stop = stop_words()
-    for n in range(1, max_n + 1):
-        for i in range(len(tokens) - n + 1):
-            if tokens[i] not in stop and tokens[i + n - 1] not in stop and len(tokens[i]) > 1:
-                yield " ".join(tokens[i:i + n])
+    content = [t not in stop and len(t) > 1 for t in tokens]
+    found = [t for t, keep in zip(tokens, content, strict=True) if keep]
+    for n in range(2, max_n + 1):
+        found += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1) if content[i] and content[i + n - 1]]
+    return found
 
 
 @dataclass
@@ -172,14 +173,17 @@ def no_contrast(note: str) -> GroupContrast:
 
 
 def restaurant_terms(groups: Mapping[str, Sequence[str]], settings: ContrastConf,
-                     table_background: Counter | None = None) -> dict[str, GroupContrast]:
+                     table_background: Counter | None = None,
+                     counts: Mapping[str, TermCounts] | None = None) -> dict[str, GroupContrast]:
     """Each group's distinctive terms against the restaurant's other groups: `groups` is group label -> the reviews
-    its summary was made from; `table_background` the whole table's term counts (`TableBackground`)."""
+    its summary was made from; `table_background` the whole table's term counts (`table_background`); `counts` the
+    groups' term counts where they are already known."""
     if not settings.enabled:
         return {label: no_contrast(DISABLED) for label in groups}
     if len(groups) < 2:
         return {label: no_contrast(ONE_GROUP) for label in groups}
-    counts = {label: TermCounts.of(reviews, settings.max_ngram) for label, reviews in groups.items()}
+    counts = {label: (counts or {}).get(label) or TermCounts.of(reviews, settings.max_ngram)
+              for label, reviews in groups.items()}
     restaurant = Counter()
     for found in counts.values():
         restaurant.update(found.counts)
@@ -198,11 +202,12 @@ def restaurant_terms(groups: Mapping[str, Sequence[str]], settings: ContrastConf
     return result
 
 
-def table_background(reviews: Iterable[Sequence[str]], settings: ContrastConf) -> Counter:
-    """The whole table's term counts: the prior's shape for restaurants with few reviews."""
+def table_background(reviews: Iterable[Sequence[str] | TermCounts], settings: ContrastConf) -> Counter:
+    """The whole table's term counts (from each group's reviews, or their counts): the prior's shape for
+    restaurants with few reviews."""
     total = Counter()
-    for group_reviews in reviews:
-        total.update(TermCounts.of(group_reviews, settings.max_ngram).counts)
+    for group in reviews:
+        total.update(group.counts if isinstance(group, TermCounts) else TermCounts.of(group, settings.max_ngram).counts)
     return total
 
 
@@ -332,12 +337,14 @@ def _by_label(groups: Iterable[ReviewGroup]) -> dict[str, ReviewGroup]:
 
 
 def restaurant_contrast(groups: Sequence[ReviewGroup], selection: ReviewSelection, settings: ContrastConf,
-                        background: Counter | None = None) -> dict[str, GroupContrast]:
+                        background: Counter | None = None,
+                        counts: Mapping[str, TermCounts] | None = None) -> dict[str, GroupContrast]:
     """Group id -> its distinctive terms, for the groups of one restaurant (the reviews each summary was made from:
-    `selection.for_validation`)."""
+    `selection.for_validation`); `counts`: group id -> its term counts, where already known."""
     labelled = _by_label(groups)
+    known = {label: counts[g.id] for label, g in labelled.items() if counts and g.id in counts}
     contrast = restaurant_terms({label: selection.for_validation(g) for label, g in labelled.items()}, settings,
-                                background)
+                                background, known)
     return {g.id: contrast[label_of(g)] for g in groups}
 
 

@@ -229,8 +229,10 @@ class TableContrast:
     def __init__(self, groups: list[ReviewGroup], selection: ReviewSelection, settings: ContrastConf):
         self.selection, self.settings = selection, settings
         self.restaurants = contrast.by_restaurant(groups)
-        self.background = contrast.table_background(
-            (selection.for_validation(g) for g in groups), settings) if settings.enabled else None
+        # each group's term counts, once: they make the table's background and then each restaurant's terms
+        self.counts = {g.id: contrast.TermCounts.of(selection.for_validation(g), settings.max_ngram)
+                       for g in groups} if settings.enabled else {}
+        self.background = contrast.table_background(self.counts.values(), settings) if settings.enabled else None
         self._done: dict[str, dict[str, contrast.GroupContrast]] = {}
 
     def of(self, group: ReviewGroup) -> contrast.GroupContrast:
@@ -239,7 +241,7 @@ class TableContrast:
             return contrast.group_contrast(group, None, self.selection, self.settings)
         if restaurant not in self._done:
             self._done[restaurant] = contrast.restaurant_contrast(self.restaurants[restaurant], self.selection,
-                                                                  self.settings, self.background)
+                                                                  self.settings, self.background, self.counts)
         return self._done[restaurant][group.id]
 
     def specificity(self, summaries: dict[str, str]) -> dict:
