@@ -58,14 +58,15 @@ def exports(directory: str) -> tuple[str, str]:
 
 
 class Loop:
-    """The baseline: one `GroupSummarizer.generate` per input (batch 1), in this process."""
+    """The baseline: one `InferenceRuntime.generate` per input (batch 1), in this process."""
 
     def __init__(self, export: str, generation: dict, data):
-        from flavorfusion.models.inference import GroupSummarizer, place_for_inference
+        from flavorfusion.config.generation import GenerationConf
+        from flavorfusion.config.model import ModelSource
+        from flavorfusion.models.runtime import InferenceRuntime, Placement
 
-        model, tokenizer = load_pretrained(export)
-        self.summarizer = GroupSummarizer(place_for_inference(model, "cpu", "float32")[0], tokenizer, data)
-        self.generation = generation
+        self.runtime = InferenceRuntime(ModelSource.parse(export, "export"), GenerationConf(**generation), data,
+                                        Placement("cpu", "float32")).load()
         self.requests, self.seconds = 0, 0.0
 
     def run(self, reviews: list[list[str]]) -> None:
@@ -73,7 +74,7 @@ class Loop:
 
         start = time.perf_counter()
         for i, r in enumerate(reviews):
-            self.summarizer.generate(self.summarizer.encode([ReviewGroup(str(i), r)]), **self.generation)
+            self.runtime.generate(self.runtime.encode([ReviewGroup(str(i), r)]))
         self.seconds += time.perf_counter() - start
         self.requests += len(reviews)
 

@@ -18,14 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from flavorfusion import contrast
 from flavorfusion.baselines import LexRank
 from flavorfusion.compression import measures
-from flavorfusion.config.model import ModelSource
+from flavorfusion.config.generation import GenerationConf
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.review_groups import ReviewTable, in_validation
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import DataError
 from flavorfusion.io import atomic_output
 from flavorfusion.metrics import SCORE_NAMES, rouge_per_example
-from flavorfusion.models.inference import GroupSummarizer
+from flavorfusion.models.runtime import InferenceRuntime, Placement
 from flavorfusion.runs import instantiate_nodes
 
 log = logging.getLogger(__name__)
@@ -87,33 +87,35 @@ def _median_seconds(fn, runs: int) -> float:
     return statistics.median(times)
 
 
+# evaluate scores and times every variant on the CPU: its latency column is CPU seconds per summary
+PLACEMENT = Placement(device="cpu", dtype="auto")
+
+
 class ModelVariant:
-    """A seq2seq export (fp, pruned or quantized) generating from PRIMERA-encoded review groups."""
+    """A seq2seq export (fp, pruned or quantized) generating from PRIMERA-encoded review groups, through the one
+    inference runtime (as summarize and serve generate)."""
 
     kind = "model"
 
-    def __init__(self, name: str, model, tokenizer, data: DictConfig, path: str = ""):
-        self.name, self.model, self.data, self.path = name, model.eval(), data, path
-        self.summarizer = GroupSummarizer(self.model, tokenizer, data)
-        self.encode = self.summarizer.encode
-        self._generate = self.summarizer.generate
+    def __init__(self, name: str, runtime: InferenceRuntime, path: str = ""):
+        self.name, self.runtime, self.path = name, runtime.load(), path
 
-    def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
-        features = self.encode(groups)
+    def summarize(self, groups: list[ReviewGroup], batch_size: int) -> list[str]:
+        features = self.runtime.encode(groups)
         return [text for i in range(0, len(features), batch_size)
-                for text in self._generate(features[i : i + batch_size], **generation)]
+                for text in self.runtime.generate(features[i : i + batch_size])]
 
     def latency(self, group: ReviewGroup, new_tokens: int, runs: int) -> float:
-        features = self.encode([group])
-        fixed = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "num_beams": 1, "do_sample": False}
-        return _median_seconds(lambda: self._generate(features, **fixed), runs)
+        features = self.runtime.encode([group])
+        fixed = GenerationConf(max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=1)
+        return _median_seconds(lambda: self.runtime.generate(features, fixed), runs)
 
     def measure(self, result: Result, suffixes, zip_it: bool) -> None:
         if self.path and os.path.isdir(self.path):
             result.size_mb = measures.size_on_disk(self.path) / 1e6
             result.zipped_mb = measures.zipped_size(self.path) / 1e6 if zip_it else None
-        result.sparsity = measures.sparsity(self.model, suffixes)
-        result.ffn_neurons = measures.ffn_neurons(self.model)
+        result.sparsity = measures.sparsity(self.runtime.model, suffixes)
+        result.ffn_neurons = measures.ffn_neurons(self.runtime.model)
 
 
 class BaselineVariant:
@@ -124,7 +126,7 @@ class BaselineVariant:
     def __init__(self, name: str, baseline, data: DictConfig):
         self.name, self.baseline, self.data, self.path = name, baseline, data, ""
 
-    def summarize(self, groups: list[ReviewGroup], generation: dict, batch_size: int) -> list[str]:
+    def summarize(self, groups: list[ReviewGroup], batch_size: int) -> list[str]:
         selection = ReviewSelection.from_config(self.data)
         return [self.baseline.summarize(selection.for_validation(g), g.id) for g in groups]
 
@@ -148,26 +150,26 @@ def build_variants(cfg: DictConfig):
         baseline = _instantiate_baseline(model_cfg)
         yield BaselineVariant(baseline.name, baseline, data)
     elif "name_or_path" in model_cfg:
-        yield _model_variant(model_cfg.name_or_path, "model.name_or_path", data)
+        yield _model_variant(cfg, model_cfg.name_or_path, "model.name_or_path")
     else:  # e.g. model=tiny: a Summarizer built from config
         summarizer = instantiate(model_cfg, _convert_="all", generation=cfg.generation)
-        yield ModelVariant(model_cfg._target_.rsplit(".", 1)[-1], summarizer.model, summarizer.tokenizer, data)
+        name = model_cfg._target_.rsplit(".", 1)[-1]
+        yield ModelVariant(name, InferenceRuntime.from_model(summarizer.model, summarizer.tokenizer,
+                                                             summarizer.generation, data, name, PLACEMENT))
     for i, entry in enumerate(cfg.models or []):
-        yield _model_variant(entry, f"models[{i}]", data)
+        yield _model_variant(cfg, entry, f"models[{i}]")
     first = cfg.model.get("_target_") if cfg.model.get("trainable", True) is False else None
     for name, node in (cfg.baselines or {}).items():
         if node is not None and node.get("_target_") != first:  # model=lexrank: scored once, first
             yield BaselineVariant(name, _instantiate_baseline(node), data)
 
 
-def _model_variant(name_or_path: str, key: str, data: DictConfig) -> "ModelVariant":
+def _model_variant(cfg: DictConfig, name_or_path: str, key: str) -> "ModelVariant":
     """A model source (`model.name_or_path` or an entry of `models`) loaded as a variant; its size is measured when
     it is a local directory."""
-    from flavorfusion.models.loading import load_pretrained
-
-    source = ModelSource.parse(name_or_path, key)
-    model, tokenizer = load_pretrained(name_or_path, key=key)
-    return ModelVariant(_label(source.location), model, tokenizer, data, source.location if source.kind == "local" else "")
+    runtime = InferenceRuntime.from_config(cfg, name_or_path, key, PLACEMENT)
+    source = runtime.source
+    return ModelVariant(_label(source.location), runtime, source.location if source.kind == "local" else "")
 
 
 def _instantiate_baseline(node: DictConfig):
@@ -220,13 +222,12 @@ def score_variants(cfg: DictConfig) -> tuple[list[Result], list[dict]]:
         torch.set_num_threads(cfg.latency.threads)
     groups = load_groups(cfg.data, cfg.split)
     log.info("evaluating on %d review groups (split=%s)", len(groups), cfg.split)
-    generation = OmegaConf.to_container(cfg.generation, resolve=True)
     selection = ReviewSelection.from_config(cfg.data)
     restaurants = cfg.contrast.enabled and has_restaurants(groups)
     results, examples = [], []
     for variant in build_variants(cfg):
         log.info("variant %s", variant.name)
-        predictions = variant.summarize(groups, generation, cfg.batch_size)
+        predictions = variant.summarize(groups, cfg.batch_size)
         scores = [rouge_per_example(p, g.summary, multi_reference, with_max=True)
                   for p, g in zip(predictions, groups, strict=True)]
         result = Result(variant.name, variant.kind, variant.path, n_examples=len(groups),

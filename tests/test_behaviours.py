@@ -387,7 +387,7 @@ def test_evaluate_split_validation_scores_exactly_the_held_out_groups(tmp_path):
 
 def test_weights_sha256_changes_with_any_weight_name_dtype_or_shape(tokenizer):
     from flavorfusion.models.tiny import build_tiny_led
-    from flavorfusion.summarization import weights_sha256
+    from flavorfusion.models.runtime import weights_sha256
 
     model = build_tiny_led(tokenizer)
     digest = weights_sha256(model)
@@ -401,7 +401,7 @@ def test_weights_sha256_changes_with_any_weight_name_dtype_or_shape(tokenizer):
 
 
 def test_weights_sha256_tells_apart_the_same_bytes_under_another_name_dtype_or_shape():
-    from flavorfusion.summarization import weights_sha256
+    from flavorfusion.models.runtime import weights_sha256
 
     def model(**tensors):
         return type("Weights", (), {"state_dict": lambda self: tensors})()
@@ -439,24 +439,29 @@ def test_summarize_refuses_an_output_written_by_other_weights_with_the_same_gene
 
 def test_check_same_provenance_compares_weights_and_settings():
     from flavorfusion.errors import ConfigError
-    from flavorfusion.summarization import check_same_provenance
+    from flavorfusion.summarization.local import check_same_provenance
 
-    found = [{"path": "a.parquet", "model_sha256": "abc", "generation": '{"num_beams": 1}'},
-             {"path": "b.parquet", "model_sha256": "abc", "generation": '{"num_beams": 1}'}]
-    check_same_provenance(found, "abc", '{"num_beams": 1}', "out.parquet")
-    check_same_provenance([], "xyz", "{}", "out.parquet")
-    for sha, generation in (("abd", '{"num_beams": 1}'), ("abc", '{"num_beams": 2}')):
+    def expected(sha: str, generation: str, contrast: str = "{}") -> dict:
+        return {"model_sha256": sha, "generation": generation, "contrast": contrast}
+
+    found = [{"path": "a.parquet", **expected("abc", '{"num_beams": 1}')},
+             {"path": "b.parquet", **expected("abc", '{"num_beams": 1}')}]
+    check_same_provenance(found, expected("abc", '{"num_beams": 1}'), "out.parquet")
+    check_same_provenance([], expected("xyz", "{}"), "out.parquet")
+    for changed in (expected("abd", '{"num_beams": 1}'), expected("abc", '{"num_beams": 2}'),
+                    expected("abc", '{"num_beams": 1}', '{"min_z": 3}')):
         with pytest.raises(ConfigError, match=r"^output=out.parquet: a.parquet was written by another model"):
-            check_same_provenance(found, sha, generation, "out.parquet")
+            check_same_provenance(found, changed, "out.parquet")
     with pytest.raises(ConfigError, match="b.parquet"):  # every file is checked, not only the first
-        check_same_provenance([found[0], {**found[1], "model_sha256": "zzz"}], "abc", '{"num_beams": 1}', "o")
+        check_same_provenance([found[0], {**found[1], "model_sha256": "zzz"}], expected("abc", '{"num_beams": 1}'),
+                              "o")
 
 
 def test_done_ids_reads_the_output_and_every_part(tmp_path):
     import pyarrow as pa
 
     from flavorfusion.errors import DataError
-    from flavorfusion.summarization import OUTPUT_SCHEMA, done_ids, parts_dir, write_part
+    from flavorfusion.summarization.local import OUTPUT_SCHEMA, done_ids, parts_dir, write_part
 
     output = str(tmp_path / "s.parquet")
     assert done_ids(output) == (set(), [])

@@ -64,7 +64,7 @@ def test_groups_encoded_at_once_in_threads_are_each_truncated_to_their_own_budge
     from hydra import compose, initialize_config_dir
 
     from flavorfusion.data.record import ReviewGroup
-    from flavorfusion.models.inference import GroupEncoder
+    from flavorfusion.models.runtime import GroupEncoder
     from flavorfusion.models.tiny import build_tiny_led
 
     from .conftest import CONF

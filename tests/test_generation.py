@@ -9,6 +9,7 @@ from transformers import LEDForConditionalGeneration
 from transformers.generation.configuration_utils import CompileConfig
 from transformers.models.led.modeling_led import LEDDecoderAttention, LEDLearnedPositionalEmbedding
 
+from flavorfusion.config.generation import GenerationConf
 from flavorfusion.data.encoding import DOC_SEP, PrimeraCollator, encode_documents
 from flavorfusion.models.attention import set_encoder_attention
 from flavorfusion.models.generation import (
@@ -19,6 +20,24 @@ from flavorfusion.models.generation import (
     led_static_cache,
     resolve_cache,
 )
+
+SETTINGS = {"max_new_tokens", "min_new_tokens", "num_beams", "cache"}  # GenerationConf's fields
+
+
+def typed(**settings) -> tuple[GenerationConf, dict]:
+    """(the typed generation settings, what goes to HF generate beside them)."""
+    return (GenerationConf(**{k: v for k, v in settings.items() if k in SETTINGS}),
+            {k: v for k, v in settings.items() if k not in SETTINGS})
+
+
+def ids_of(model, batch, **settings):
+    generation, hf_kwargs = typed(**settings)
+    return generate_ids(model, batch, generation, **hf_kwargs)
+
+
+def outputs_of(model, batch, **settings):
+    generation, hf_kwargs = typed(**settings)
+    return generate_outputs(model, batch, generation, **hf_kwargs)
 from flavorfusion.models.tiny import build_tiny_led
 from flavorfusion.resources import resource_path
 
@@ -81,7 +100,7 @@ def test_static_cache_logits_equal_dynamic_and_unfixed_differ(model, batch):
     settings = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "output_logits": True,
                 "return_dict_in_generate": True}
     dynamic = hf_generate(model, batch, **settings)
-    fixed = generate_outputs(model, batch, cache="static", **settings)
+    fixed = outputs_of(model, batch, cache="static", **settings)
     unfixed = hf_generate(model, batch, cache_implementation="static", **settings)
 
     assert len(fixed.logits) == len(dynamic.logits) == NEW_TOKENS
@@ -98,14 +117,14 @@ def test_static_cache_logits_equal_dynamic_and_unfixed_differ(model, batch):
 def test_greedy_ids_equal_hf_dynamic_also_in_a_larger_reused_cache(model, batch):
     expected = hf_generate(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
     assert expected.shape[1] == NEW_TOKENS + 1 and len(set(expected[:, 1:].flatten().tolist())) > 3
-    assert torch.equal(generate_ids(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+    assert torch.equal(ids_of(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                     cache="static"), expected)
-    assert torch.equal(generate_ids(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS), expected)
+    assert torch.equal(ids_of(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS), expected)
     # transformers keeps the largest static cache seen (`_previous_max_cache_length`): 4 tokens into a cache
     # sized for 3 * NEW_TOKENS leave most slots empty
-    generate_ids(model, batch, max_new_tokens=3 * NEW_TOKENS, min_new_tokens=1, cache="static")
+    ids_of(model, batch, max_new_tokens=3 * NEW_TOKENS, min_new_tokens=1, cache="static")
     short = hf_generate(model, batch, max_new_tokens=4, min_new_tokens=4)
-    assert torch.equal(generate_ids(model, batch, max_new_tokens=4, min_new_tokens=4, cache="static"), short)
+    assert torch.equal(ids_of(model, batch, max_new_tokens=4, min_new_tokens=4, cache="static"), short)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -113,7 +132,7 @@ def test_beam_search_ids_equal_hf_dynamic(tokenizer, batch, seed):
     model = peaked_tiny_led(tokenizer, seed)
     settings = {"max_new_tokens": 10, "min_new_tokens": 10, "num_beams": 4}
     expected = hf_generate(model, batch, **settings)
-    assert torch.equal(generate_ids(model, batch, cache="static", **settings), expected)
+    assert torch.equal(ids_of(model, batch, cache="static", **settings), expected)
     # the check can fail: transformers' unfixed static cache changes these beams
     unfixed = hf_generate(model, batch, cache_implementation="static", **settings)
     assert not torch.equal(unfixed, expected), "transformers' static cache on LED now matches: see the first test"
@@ -135,11 +154,11 @@ def test_model_unchanged_after_generation_and_after_a_failed_call(tokenizer, bat
     model = peaked_tiny_led(tokenizer).train()
     model.led.encoder.eval()  # submodules in different modes (as Lightning may leave them) keep their own
     before = module_state(model)
-    ids = generate_ids(model, batch, max_new_tokens=4, min_new_tokens=4, cache="static")
+    ids = ids_of(model, batch, max_new_tokens=4, min_new_tokens=4, cache="static")
     assert ids.shape == (3, 5)
     assert_same_state(before, module_state(model))
     with pytest.raises(ValueError):  # transformers refuses it inside generate, with the fix in place
-        generate_ids(model, batch, max_new_tokens=4, num_beams=2, num_return_sequences=3, cache="static")
+        ids_of(model, batch, max_new_tokens=4, num_beams=2, num_return_sequences=3, cache="static")
     assert_same_state(before, module_state(model))
     assert not any(isinstance(m, StaticCacheLEDDecoderSelfAttention | TensorOffsetLEDPositionalEmbedding)
                    for m in model.modules())
@@ -180,7 +199,7 @@ def test_compiled_step_is_one_graph_and_equals_eager(tokenizer, batch):
     compile_config = CompileConfig(backend=counting_backend, mode=None, fullgraph=True)
     compile_config._compile_all_devices = True  # transformers compiles on accelerators only
     expected = hf_generate(model, batch, max_new_tokens=6, min_new_tokens=6)
-    ids = generate_ids(model, batch, max_new_tokens=6, min_new_tokens=6, cache="static", compile_config=compile_config)
+    ids = ids_of(model, batch, max_new_tokens=6, min_new_tokens=6, cache="static", compile_config=compile_config)
     assert torch.equal(ids, expected)
     assert graphs == {"compiled": 1, "calls": 5}  # the first step (prefill) runs eagerly
 
@@ -189,7 +208,7 @@ def test_flex_encoder_with_static_cache_equals_hf(tokenizer, batch):
     model = peaked_tiny_led(tokenizer)
     expected = hf_generate(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
     set_encoder_attention(model, "flex")  # the SDPA kernel on CPU
-    assert torch.equal(generate_ids(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+    assert torch.equal(ids_of(model, batch, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
                                     cache="static"), expected)
 
 
@@ -201,9 +220,9 @@ def test_inputs_and_cache_choice(model, batch):
     with pytest.raises(ValueError, match="cache="):
         resolve_cache("paged", "cpu")
     with pytest.raises(ValueError, match="global_attention_mask"):
-        generate_ids(model, {k: batch[k] for k in ("input_ids", "attention_mask")}, max_new_tokens=2)
+        ids_of(model, {k: batch[k] for k in ("input_ids", "attention_mask")}, max_new_tokens=2)
     with pytest.raises(ValueError, match="cache="):
-        generate_ids(model, batch, max_new_tokens=2, cache_implementation="static")
+        ids_of(model, batch, max_new_tokens=2, cache_implementation="static")
 
 
 def test_min_new_tokens_and_max_new_tokens_are_the_exact_reachable_lengths(tokenizer, batch):
@@ -213,13 +232,13 @@ def test_min_new_tokens_and_max_new_tokens_are_the_exact_reachable_lengths(token
     eos = model.config.eos_token_id
     with torch.no_grad():
         model.final_logits_bias[0, eos] = 1e4
-    assert generate_ids(model, batch, max_new_tokens=8).shape[1] == 2  # decoder start + EOS
-    ids = generate_ids(model, batch, max_new_tokens=8, min_new_tokens=3)
+    assert ids_of(model, batch, max_new_tokens=8).shape[1] == 2  # decoder start + EOS
+    ids = ids_of(model, batch, max_new_tokens=8, min_new_tokens=3)
     assert ids.shape[1] == 5 and (ids[:, 4] == eos).all() and (ids[:, 1:4] != eos).all()
     assert torch.equal(ids, hf_generate(model, batch, max_new_tokens=8, min_new_tokens=3))
     with torch.no_grad():
         model.final_logits_bias[0, eos] = -1e4
-    ids = generate_ids(model, batch, max_new_tokens=7, min_new_tokens=1)
+    ids = ids_of(model, batch, max_new_tokens=7, min_new_tokens=1)
     assert ids.shape[1] == 8 and not (ids[:, 1:] == eos).any()
 
 
@@ -234,5 +253,5 @@ def test_generation_runs_without_dropout_and_gives_back_training_mode(tokenizer,
         torch.manual_seed(0)
         model = LEDForConditionalGeneration(config).train()
     expected = hf_generate(copy.deepcopy(model).eval(), batch, max_new_tokens=8, min_new_tokens=8)
-    assert torch.equal(generate_ids(model, batch, max_new_tokens=8, min_new_tokens=8), expected)
+    assert torch.equal(ids_of(model, batch, max_new_tokens=8, min_new_tokens=8), expected)
     assert all(m.training for m in model.modules())

@@ -62,7 +62,8 @@ def test_one_row_per_group_with_its_fields_model_and_settings(export, groups_fil
     assert first["name"] == "Casa Indian Kitchen 0" and first["n_reviews"] is None  # not in the input
     assert all(len(r["summary"].split()) >= 1 for r in rows)
     assert {r["model"] for r in rows} == {export} and len({r["model_sha256"] for r in rows}) == 1
-    assert json.loads(first["generation"]) == {"max_new_tokens": 6, "min_new_tokens": 3, "num_beams": 1, "cache": "auto"}
+    assert json.loads(first["generation"]) == {"max_new_tokens": 6, "min_new_tokens": 3, "num_beams": 1, "cache": "auto",
+                                              "batch_invariant": True}
     assert not os.path.exists(parts_dir(str(output)))
 
     # a rerun writes nothing new

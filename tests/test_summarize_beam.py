@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from flavorfusion.errors import ConfigError
-from flavorfusion.models.inference import GroupSummarizer
+from flavorfusion.models.runtime import InferenceRuntime
 from flavorfusion.models.loading import load_pretrained, save_pretrained
 from flavorfusion.models.tiny import build_tiny_led
 from flavorfusion.preparation import prepare
@@ -87,18 +87,18 @@ def groups(raw, tmp_path_factory) -> str:
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """GroupSummarizer.generate fails for any batch holding the poisoned group (in-process: the runner is in_memory);
+    """InferenceRuntime.generate fails for any batch holding the poisoned group (in-process: the runner is in_memory);
     the lengths of every batch it is given are recorded."""
-    generate = GroupSummarizer.generate
+    generate = InferenceRuntime.generate
     batches: list[list[int]] = []
 
-    def failing(self, features, **generation):
+    def failing(self, features, generation=None):
         batches.append([len(f["input_ids"]) for f in features])
         if any(POISON in self.tokenizer.decode(f["input_ids"]) for f in features):
             raise RuntimeError("poisoned group\nsecond line of the error")
-        return generate(self, features, **generation)
+        return generate(self, features, generation)
 
-    monkeypatch.setattr(GroupSummarizer, "generate", failing)
+    monkeypatch.setattr(InferenceRuntime, "generate", failing)
     return batches
 
 

@@ -17,8 +17,8 @@ class GenerationConf(Schema):
     max_new_tokens: int = 128
     min_new_tokens: int = 0
     num_beams: int = 1
-    # auto: a static KV cache with a compiled decoding step on CUDA (greedy), the dynamic cache elsewhere
     cache: str = "auto"
+    batch_invariant: bool = True
 
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:

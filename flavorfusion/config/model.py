@@ -54,6 +54,14 @@ class ModelSource:
     def __str__(self) -> str:
         return f"{WANDB_SCHEME}{self.location}" if self.kind == "wandb" else self.location
 
+    @property
+    def name(self) -> str:
+        """What outputs and responses call the model: the artifact or Hub name, or a directory's last component
+        (never the whole path: it tells a caller about the server's filesystem)."""
+        if self.kind == "local":
+            return os.path.basename(os.path.normpath(self.location))
+        return self.location.rstrip("/").rsplit("/", 1)[-1]
+
 
 def check_attention(value: str, key: str) -> None:
     require(value in ATTENTIONS, key, value, f"must be one of {', '.join(ATTENTIONS)}")

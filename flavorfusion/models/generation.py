@@ -34,6 +34,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from transformers.cache_utils import EncoderDecoderCache, StaticLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.led.modeling_led import (
     LEDDecoder,
     LEDDecoderAttention,
@@ -41,16 +42,17 @@ from transformers.models.led.modeling_led import (
     LEDLearnedPositionalEmbedding,
 )
 
+from flavorfusion.config.generation import CACHES, GenerationConf
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "global_attention_mask")
-CACHE_KINDS = ("auto", "dynamic", "static")
 
 
 def resolve_cache(cache: str, device: torch.device | str, num_beams: int = 1) -> str:
     """"auto" -> "static" where transformers compiles the decoding step (CUDA, greedy or sampling), else
     "dynamic". Its beam search never compiles (`_beam_search` calls `self(...)`, transformers 5.24), and
     uncompiled the static cache only adds attention over empty slots and full-buffer beam reorders."""
-    if cache not in CACHE_KINDS:
-        raise ValueError(f"cache={cache!r} must be one of {CACHE_KINDS}")
+    if cache not in CACHES:
+        raise ValueError(f"cache={cache!r} must be one of {CACHES}")
     if cache != "auto":
         return cache
     return "static" if torch.device(device).type == "cuda" and num_beams == 1 else "dynamic"
@@ -176,32 +178,45 @@ def model_inputs(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
     return {key: batch[key].to(device, non_blocking=True) for key in MODEL_INPUTS}
 
 
-def generate_outputs(model: nn.Module, batch: dict, *, max_new_tokens: int, num_beams: int = 1,
-                     min_new_tokens: int = 0, cache: str = "auto", **hf_kwargs):
+def encode_each_alone(model: nn.Module, batch: dict, rows: list[dict]) -> BaseModelOutput:
+    """The encoder's states of a batch, each row computed alone from `rows` (each row collated on its own: its own
+    padding and global tokens), then padded with zeros to the batch's length. LED's attention kernels reduce over
+    the padded length and the batch's global tokens, so a batched encoder pass gives a row numbers that depend on
+    its batch-mates; alone, they are the row's own."""
+    states = [model.get_encoder()(**model_inputs(model, row)).last_hidden_state[0] for row in rows]
+    padded = states[0].new_zeros(len(states), batch["input_ids"].shape[1], states[0].shape[-1])
+    for i, state in enumerate(states):
+        padded[i, :state.shape[0]] = state
+    return BaseModelOutput(last_hidden_state=padded)
+
+
+def generate_outputs(model: nn.Module, batch: dict, generation: GenerationConf, rows: list[dict] | None = None,
+                     **hf_kwargs):
     """What HF `generate` returns (ids, or a `GenerateOutput` with `return_dict_in_generate=True`), through the
-    project's path: eval mode, no grad, all three LED inputs, and on cache="static" (what "auto" picks for
-    greedy decoding on CUDA) the static cache made correct by `led_static_cache`. `hf_kwargs` go to `generate`
-    (e.g. length_penalty, no_repeat_ngram_size, return_dict_in_generate, compile_config, disable_compile)."""
+    project's path: eval mode, no grad, all three LED inputs, the typed settings of the `generation` group, and on
+    cache="static" (what "auto" picks for greedy decoding on CUDA) the static cache made correct by
+    `led_static_cache`. With `generation.batch_invariant` and `rows` (each row of the batch collated alone), the
+    encoder runs each row alone (`encode_each_alone`) and the decoding steps run batched. `hf_kwargs` go to
+    `generate` beside them (e.g. return_dict_in_generate, output_scores, compile_config, disable_compile)."""
     if "cache_implementation" in hf_kwargs:
         raise ValueError("pass cache='dynamic' or cache='static' instead of cache_implementation")
     inputs = model_inputs(model, batch)
-    kind = resolve_cache(cache, inputs["input_ids"].device, num_beams)
-    settings = {"max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "num_beams": num_beams,
-                **hf_kwargs}
+    kind = resolve_cache(generation.cache, inputs["input_ids"].device, generation.num_beams)
     fix = led_static_cache(model) if kind == "static" else contextlib.nullcontext()
     with eval_mode(model), fix, torch.no_grad():
-        if kind == "static":
-            settings["cache_implementation"] = "static"
-        return model.generate(**inputs, **settings)
+        if generation.batch_invariant and rows is not None and len(rows) > 1:
+            hf_kwargs["encoder_outputs"] = encode_each_alone(model, batch, rows)
+        return model.generate(**inputs, max_new_tokens=generation.max_new_tokens,
+                              min_new_tokens=generation.min_new_tokens, num_beams=generation.num_beams,
+                              **({"cache_implementation": "static"} if kind == "static" else {}), **hf_kwargs)
 
 
-def generate_ids(model: nn.Module, batch: dict, *, max_new_tokens: int, num_beams: int = 1,
-                 min_new_tokens: int = 0, cache: str = "auto", **hf_kwargs) -> torch.LongTensor:
+def generate_ids(model: nn.Module, batch: dict, generation: GenerationConf, rows: list[dict] | None = None,
+                 **hf_kwargs) -> torch.LongTensor:
     """Generated token ids (batch, decoder length) of a collated batch; see `generate_outputs`."""
-    output = generate_outputs(model, batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                              min_new_tokens=min_new_tokens, cache=cache, **hf_kwargs)
+    output = generate_outputs(model, batch, generation, rows, **hf_kwargs)
     return output if isinstance(output, torch.Tensor) else output.sequences
 
 
-__all__ = ["CACHE_KINDS", "StaticCacheLEDDecoderSelfAttention", "TensorOffsetLEDPositionalEmbedding", "eval_mode",
+__all__ = ["StaticCacheLEDDecoderSelfAttention", "TensorOffsetLEDPositionalEmbedding", "encode_each_alone", "eval_mode",
            "generate_ids", "generate_outputs", "led_static_cache", "model_inputs", "resolve_cache"]

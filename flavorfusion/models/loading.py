@@ -72,8 +72,6 @@ def load_pretrained(name_or_path: str | None, key: str = "model.name_or_path", f
     source came from. A quantized export is refused `for_training`, before its weights load."""
     source, location = model_location(name_or_path, key)
     if source.kind != "hub":
-        if not os.path.isdir(location):
-            raise ConfigError(f"{key}={name_or_path} is not a directory")
         if not any(f.endswith((".safetensors", ".bin")) or f == "model.safetensors.index.json"
                    for f in os.listdir(location)):
             raise ConfigError(f"{key}={name_or_path} holds no model weights")
@@ -96,6 +94,8 @@ def model_location(name_or_path: str | None, key: str = "model.name_or_path") ->
         return source, download_wandb_artifact(source.location)
     if source.kind == "remote":
         return source, download_directory(source.location, key)
+    if source.kind == "local" and not os.path.isdir(source.location):
+        raise ConfigError(f"{key}={name_or_path} is not a directory")
     return source, source.location
 
 

@@ -27,15 +27,20 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def _fbgemm_available() -> bool:
-    return any(engine in torch.backends.quantized.supported_engines for engine in ("x86", "fbgemm"))
+def _onednn_int8_available() -> bool:
+    return hasattr(torch.ops.onednn, "qlinear_pointwise") and torch.backends.mkldnn.is_available()
 
 
 class Int8DynamicLinear(nn.Module):
-    """A Linear with int8 weights (one scale per output channel) and int8 activations quantized at run
-    time. The saved tensors are torchao's int8 weights and scales; the product runs in fbgemm's fused
-    dynamic-int8 kernel (what `torch.ao.quantization.quantize_dynamic` uses, 2-3x faster than fp32 on
-    LED here) with weights packed on first use, or in `torch._int_mm` where fbgemm is missing."""
+    """A Linear with int8 weights (one scale per output channel) and int8 activations quantized at run time with
+    one symmetric scale per row (per token), so that a row's output never depends on the other rows of its batch.
+
+    A row x becomes `round(x / s)` with `s = max|x| / 127`; the integer product is exact whatever blocking a kernel
+    picks for the batch's shape, and the output is mapped back element by element, `s * (acc * w_scale) + bias`.
+    On x86 the product runs in oneDNN's u8/s8 kernel (`onednn::qlinear_pointwise`: AVX2, AVX-512 VNNI or AMX, as the
+    CPU has), elsewhere in `torch._int_mm`; both give the same numbers. fbgemm's `linear_dynamic`, used before,
+    takes one scale for the whole input tensor, so one batch-mate with large activations coarsened every other
+    row's numbers and changed its summary."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -43,7 +48,7 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features, dtype=torch.float32))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        self._packed = None  # fbgemm's packed weights: derived, never saved
+        self._packed = None  # oneDNN's packed weights: derived, never saved
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8DynamicLinear":
@@ -60,35 +65,31 @@ class Int8DynamicLinear(nn.Module):
             module.bias.copy_(linear.bias.detach().float())
         return module
 
-    def _pack(self):
-        import warnings
-
-        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; their kernels are not gone
-            warnings.simplefilter("ignore")
-            weight = torch._make_per_channel_quantized_tensor(
-                self.qweight, self.scale.double(), torch.zeros(self.out_features, dtype=torch.long), 0)
-            return torch.ops.quantized.linear_prepack(weight, self.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and _fbgemm_available():
-            if self._packed is None:
-                self._packed = self._pack()
-            # reduce_range: 7-bit activations, so int16 accumulation cannot saturate on CPUs without VNNI
-            return torch.ops.quantized.linear_dynamic(x.float(), self._packed, True)
-        return self._forward_int_mm(x)
-
-    def _forward_int_mm(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()
-        # symmetric per-token scale; the clamp keeps all-zero rows (padding) finite
-        x_scale = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12).div_(127)
-        x_int8 = torch.round(x / x_scale).to(torch.int8)
-        # qweight stays [out, in]; its transposed view is the fastest layout for oneDNN here
-        y = torch._int_mm(x_int8, self.qweight.t()).to(torch.float32)
-        y.mul_(x_scale).mul_(self.scale)
-        if self.bias is not None:
-            y.add_(self.bias)
+        low, high = torch.aminmax(x, dim=-1, keepdim=True)
+        # the clamp keeps all-zero rows (padding) finite; |x / s| <= 127 as division rounds monotonically
+        x_scale = torch.maximum(high, low.neg_()).clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
+        x_int8 = torch.div(x, x_scale).round_().to(torch.int8)
+        if x.device.type == "cpu" and _onednn_int8_available():
+            y = self._product_onednn(x_int8)
+        else:
+            y = self._product_int_mm(x_int8)
+        y = torch.addcmul(self.bias, y, x_scale) if self.bias is not None else y.mul_(x_scale)
         return y.reshape(*shape[:-1], self.out_features)
+
+    def _product_onednn(self, x_int8: torch.Tensor) -> torch.Tensor:
+        """`acc * w_scale` (float32) of the exact int32 product, in oneDNN's quantized linear."""
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
+        zero_points = torch.zeros(self.out_features, dtype=torch.long)
+        return torch.ops.onednn.qlinear_pointwise(x_int8, 1.0, 0, self._packed, self.scale, zero_points, None, 1.0, 0,
+                                                  torch.float32, "none", [], "")
+
+    def _product_int_mm(self, x_int8: torch.Tensor) -> torch.Tensor:
+        """The same as `_product_onednn` with `torch._int_mm` (qweight's transposed view is its fastest layout)."""
+        return torch._int_mm(x_int8, self.qweight.t()).to(torch.float32).mul_(self.scale)
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._packed = None  # new weights: pack again

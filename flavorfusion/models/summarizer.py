@@ -1,5 +1,6 @@
 """The LightningModule: fine-tunes an LED summarizer and scores its generations with ROUGE."""
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -7,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from flavorfusion.config.generation import GenerationConf
 from flavorfusion.metrics import ROUGE_TYPES, rouge
 from flavorfusion.models import loading, tiny
 from flavorfusion.models.generation import MODEL_INPUTS, generate_ids
@@ -23,7 +25,7 @@ class Summarizer(L.LightningModule):
     """
 
     def __init__(self, model, tokenizer, optimizer: Callable, scheduler: Callable | None = None,
-                 generation: dict | None = None, gradient_checkpointing: bool = False,
+                 generation: GenerationConf | dict | None = None, gradient_checkpointing: bool = False,
                  attention: str = "hf", compile: bool = False, num_logged_samples: int = 4,
                  multi_reference: str = "mean"):
         super().__init__()
@@ -33,7 +35,7 @@ class Summarizer(L.LightningModule):
         self.tokenizer = tokenizer
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.generation = dict(generation or {})
+        self.generation = generation if isinstance(generation, GenerationConf) else GenerationConf(**(generation or {}))
         self.num_logged_samples = num_logged_samples
         if attention != "hf":
             from flavorfusion.models.attention import set_encoder_attention
@@ -89,8 +91,9 @@ class Summarizer(L.LightningModule):
 
     def generate_ids(self, batch: dict, **overrides) -> torch.Tensor:
         """Generated token ids of a collated batch through the project's generation path (eval mode, the LED
-        static-cache fix on the GPU; attention and global attention masks always passed)."""
-        return generate_ids(self.model, batch, **{**self.generation, **overrides})
+        static-cache fix on the GPU; attention and global attention masks always passed); `overrides` replace
+        fields of the run's `generation` settings."""
+        return generate_ids(self.model, batch, dataclasses.replace(self.generation, **overrides))
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]

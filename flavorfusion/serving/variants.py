@@ -1,22 +1,22 @@
-"""Model variants: each is loaded once per process (never per request). A loaded variant encodes each request
-on its own (validation and truncation to the model's limit happen there, so one bad input cannot reach a
-batch) and generates a batch of encoded requests through the project's one generation path (`GroupSummarizer`:
-PRIMERA's input layout, `generate_ids`)."""
+"""Model variants: each is one inference runtime (`flavorfusion.models.runtime.InferenceRuntime`), loaded once per
+process (never per request). A loaded variant encodes each request on its own (validation and truncation to the
+model's limit happen there, so one bad input cannot reach a batch) and generates a batch of encoded requests in one
+call; a summary never depends on the requests it shares a batch with."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.errors import ConfigError
+from flavorfusion.models.runtime import InferenceRuntime
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +33,33 @@ class VariantSource:
     def key(self) -> str:
         return "model.name_or_path" if self.name == "trained" else f"serve.variants.{self.name}"
 
+    def runtime(self, cfg: DictConfig) -> InferenceRuntime:
+        return InferenceRuntime.from_config(cfg, self.name_or_path, self.key)
+
     @property
     def model_name(self) -> str:
-        """What responses call the model: the artifact or Hub name, or a directory's last component (never the
-        whole path: it tells a caller about the server's filesystem)."""
-        source = ModelSource.parse(self.name_or_path, self.key)
-        return source.location.rsplit("/", 1)[-1] if source.kind != "local" else \
-            os.path.basename(os.path.normpath(source.location))
+        """What responses call the model (never a filesystem path), before it loads."""
+        return ModelSource.parse(self.name_or_path, self.key).name
 
 
 @dataclass
 class LoadedModel:
-    """A loaded variant. `encode(reviews) -> features` of one request (raises on input the model cannot take);
-    `generate(list of features) -> list of summaries`, blocking."""
+    """A loaded variant as the routes use it. `encode(reviews) -> features` of one request (raises on input the model
+    cannot take); `generate(list of features) -> list of summaries`, blocking."""
 
     generate: Callable[[list[Any]], list[str]]
     name: str
     sha256: str | None = None
     encode: Callable[[list[str]], Any] = list
     info: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, runtime: InferenceRuntime, load_seconds: float = 0.0) -> LoadedModel:
+        def encode(reviews: list[str]) -> dict:
+            return runtime.encode([ReviewGroup("request", list(reviews))])[0]
+
+        return cls(runtime.generate, runtime.name, runtime.sha256, encode,
+                   {**runtime.info, "load_seconds": round(load_seconds, 3), "max_source_tokens": runtime.source_limit})
 
 
 def variant_sources(cfg: DictConfig) -> list[VariantSource]:
@@ -66,30 +74,10 @@ def variant_sources(cfg: DictConfig) -> list[VariantSource]:
 
 
 def load_variant(source: VariantSource, cfg: DictConfig) -> LoadedModel:
-    """Load one export as `summarize` does (quantized exports on the CPU, else `device`/`dtype`)."""
-    from flavorfusion.models.inference import inference_summarizer
-    from flavorfusion.models.loading import load_pretrained
-    from flavorfusion.summarization import weights_sha256
-
+    """Load one variant's runtime as `summarize` loads it (quantized exports on the CPU, else `device`/`dtype`)."""
     start = time.perf_counter()
-    model, tokenizer = load_pretrained(source.name_or_path, key=source.key)
-    try:  # as loaded, like summarize's provenance: the same weights give the same hash on any device
-        sha256 = weights_sha256(model)
-    except (TypeError, AttributeError, RuntimeError):  # packed quantized weights the hash cannot view
-        sha256 = None
-    summarizer, device, dtype, quantized = inference_summarizer(model, tokenizer, cfg.data, device=cfg.device,
-                                                                dtype=cfg.dtype, attention=cfg.model.attention)
-    generation = OmegaConf.to_container(cfg.generation, resolve=True)
-
-    def encode(reviews: list[str]) -> dict:
-        return summarizer.encode([ReviewGroup("request", list(reviews))])[0]
-
-    def generate(features: list[dict]) -> list[str]:
-        return summarizer.generate(features, **generation)
-
-    seconds = time.perf_counter() - start
-    log.info("variant %s: loaded %s on %s/%s in %.1f s (inputs up to %d tokens)", source.name, source.model_name,
-             device.type, str(dtype).removeprefix("torch."), seconds, summarizer.max_source_length)
-    return LoadedModel(generate, source.model_name, sha256, encode,
-                       {"device": device.type, "quantized": quantized, "load_seconds": round(seconds, 3),
-                        "max_source_tokens": summarizer.max_source_length})
+    runtime = source.runtime(cfg).load()
+    loaded = LoadedModel.of(runtime, time.perf_counter() - start)
+    log.info("variant %s: loaded %s on %s/%s in %.1f s (inputs up to %d tokens)", source.name, runtime.name,
+             loaded.info["device"], loaded.info["dtype"], loaded.info["load_seconds"], runtime.source_limit)
+    return loaded

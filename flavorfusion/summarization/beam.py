@@ -1,4 +1,4 @@
-"""`summarize engine=beam`: the summarize rules (`flavorfusion.summarization`: the same encoding, batch retry, rows
+"""`summarize engine=beam`: the summarize rules (`summarization/rules.py`: the same encoding, batch retry, rows
 and provenance as `engine=local`) as an Apache Beam graph around `RunInference`:
 
     group files ─ Reshuffle ─ ReadGroups (per file) ─ Encode (tokenizer only)
@@ -12,10 +12,13 @@ and provenance as `engine=local`) as an Apache Beam graph around `RunInference`:
 
 `RunInference` loads the model once per worker process and shares it across the process's threads; its
 `BatchElements` keys groups by a bucket of their encoded length, so long and short groups don't share padding.
+The driver builds one `InferenceRuntime` (the model source parsed once, the weights hashed from the export's files
+without loading it) and ships it, unloaded, to the encoding step and the model handler, which load what they need.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections import Counter
@@ -31,18 +34,17 @@ from omegaconf import OmegaConf
 
 from flavorfusion import contrast
 from flavorfusion.config.contrast import ContrastConf
-from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.engines import FAILED_DIR
-from flavorfusion.summarization import (
+from flavorfusion.models.runtime import InferenceRuntime
+from flavorfusion.summarization.rules import (
     OUTPUT_SCHEMA,
     Failure,
     contrast_settings,
     dead_letter,
-    generation_settings,
     output_row,
     provenance_of,
     summarize_batch,
@@ -85,12 +87,7 @@ class BeamSummarize:
 
     files: tuple[str, ...]
     table: ReviewTable  # how to read the files; each worker reads one
-    model: str
-    data: dict
-    generation: dict
-    device: str
-    dtype: str
-    attention: str
+    runtime: InferenceRuntime  # unloaded: each worker loads its own
     batch_size: int
     buckets: tuple[int, ...]
     provenance: dict
@@ -99,35 +96,27 @@ class BeamSummarize:
 
     @property
     def selection(self) -> ReviewSelection:
-        return ReviewSelection.from_config(OmegaConf.create(self.data))
+        return ReviewSelection.from_config(OmegaConf.create(self.runtime.data))
 
     @classmethod
     def from_config(cls, cfg: DictConfig, engine) -> BeamSummarize:
-        from flavorfusion.models.inference import GroupEncoder
-        from flavorfusion.models.loading import load_pretrained
-
         table = ReviewTable.from_config(cfg.data)
         files, fmt, _ = table.checked_files()  # no file, or a column missing from one, fails here
-        source = ModelSource.parse(cfg.model.name_or_path, "model.name_or_path")
-        if engine.runner == "DataflowRunner" and source.kind == "local":
+        runtime = InferenceRuntime.from_config(cfg)
+        if engine.runner == "DataflowRunner" and runtime.source.kind == "local":
             log.warning("model.name_or_path=%s is a local directory: Dataflow workers read it at that path only if "
-                        "their image has it; give gs://..., a Hub name or a wandb: artifact", source)
-        model, tokenizer = load_pretrained(cfg.model.name_or_path)  # the model loads, here before on any worker
-        limit = GroupEncoder(tokenizer, model.config, cfg.data).max_source_length
+                        "their image has it; give gs://..., a Hub name or a wandb: artifact", runtime.source)
+        settings = contrast_settings(cfg)
+        # the tokenizer and config load and the weights' files are hashed here, before any worker starts
         return cls(
             files=tuple(files),
             table=replace(table, format=fmt, streaming=True, num_proc=None),
-            model=str(cfg.model.name_or_path),
-            data=OmegaConf.to_container(cfg.data, resolve=True),
-            generation=generation_settings(cfg),
-            device=cfg.device,
-            dtype=cfg.dtype,
-            attention=cfg.model.attention,
+            runtime=runtime,
             batch_size=cfg.batch_size,
-            buckets=tuple(length_buckets(limit)),
-            provenance=provenance_of(cfg, model),
+            buckets=tuple(length_buckets(runtime.source_limit)),
+            provenance=provenance_of(runtime, settings),
             num_shards=engine.num_shards,
-            contrast=contrast_settings(cfg),
+            contrast=settings,
         )
 
 
@@ -240,41 +229,31 @@ class EncodeGroups(beam.DoFn):
     """A record -> (record, input ids), with the model's tokenizer and limits (its weights are not loaded)."""
 
     def __init__(self, settings: BeamSummarize):
-        self.model, self.data = settings.model, settings.data
+        self.runtime = settings.runtime
 
     def setup(self) -> None:
-        from flavorfusion.models.inference import GroupEncoder
-        from flavorfusion.models.loading import load_tokenizer
-
-        tokenizer, config = load_tokenizer(self.model)
-        self.encoder = GroupEncoder(tokenizer, config, OmegaConf.create(self.data))
+        self.runtime.load_encoder()
 
     def process(self, group: ReviewGroup) -> Iterator[EncodedGroup]:
-        yield EncodedGroup(group, self.encoder.encode([group])[0]["input_ids"])
+        yield EncodedGroup(group, self.runtime.encode([group])[0]["input_ids"])
 
 
 class GroupSummaryHandler(ModelHandler):
-    """RunInference's model handler around `GroupSummarizer`, loaded through the project's one loader (fp or
-    quantized exports) and placed as `summarize engine=local` places it."""
+    """RunInference's model handler around the inference runtime, loaded (fp or quantized exports) and placed as
+    `summarize engine=local` loads and places it."""
 
     def __init__(self, settings: BeamSummarize):
         super().__init__(min_batch_size=1, max_batch_size=settings.batch_size, max_batch_duration_secs=MAX_BATCH_WAIT_S,
                          batch_length_fn=encoded_length, batch_bucket_boundaries=list(settings.buckets))
         self.settings = settings
 
-    def load_model(self):
-        from flavorfusion.models.inference import inference_summarizer
-        from flavorfusion.models.loading import load_pretrained
+    def load_model(self) -> InferenceRuntime:
+        runtime = copy.copy(self.settings.runtime).load()  # a copy: the settings' runtime stays unloaded
+        log.info("loaded %s on %s", runtime.source, runtime.info["device"])
+        return runtime
 
-        s = self.settings
-        model, tokenizer = load_pretrained(s.model)
-        summarizer, device, _, _ = inference_summarizer(model, tokenizer, OmegaConf.create(s.data), device=s.device,
-                                                        dtype=s.dtype, attention=s.attention)
-        log.info("loaded %s on %s", s.model, device)
-        return summarizer
-
-    def run_inference(self, batch, model, inference_args=None) -> list[PredictionResult]:
-        results = summarize_batch(model, [{"input_ids": e.input_ids} for e in batch], self.settings.generation)
+    def run_inference(self, batch, model: InferenceRuntime, inference_args=None) -> list[PredictionResult]:
+        results = summarize_batch(model, [{"input_ids": e.input_ids} for e in batch])
         return [PredictionResult(example, result) for example, result in zip(batch, results, strict=True)]
 
     def get_num_bytes(self, batch) -> int:
@@ -289,10 +268,7 @@ class ToRows(beam.DoFn):
     other groups) and the restaurant's specificity record; a failure -> a dead letter with its error line."""
 
     def __init__(self, settings: BeamSummarize):
-        self.provenance, self.contrast, self.data = settings.provenance, settings.contrast, settings.data
-
-    def setup(self) -> None:
-        self.selection = ReviewSelection.from_config(OmegaConf.create(self.data))
+        self.provenance, self.contrast, self.selection = settings.provenance, settings.contrast, settings.selection
 
     def process(self, element: tuple[str | None, Iterable[PredictionResult]], background: Counter):
         business_id, results = element
