@@ -44,6 +44,24 @@ def composition_error_line(err: BaseException) -> str:
     return re.sub(r"\s+", " ", str(err)).strip()
 
 
+# a key naming a secret itself (`serve.api_key`, `+x.token`, `password`), not where to find it (`api_key_env`)
+_SECRET_KEY = re.compile(r"(^|[._])(api_?key|token|password|secret)$", re.IGNORECASE)
+_OVERRIDE_KEY = re.compile(r"^[+~]*([\w.@/-]+)=")
+
+
+def refuse_secrets(overrides: list[str]) -> None:
+    """A secret on the command line would stay in the shell's history and the run's `.hydra/`: refused before
+    Hydra composes or writes anything, whatever the key's prefix (`+serve.api_key=...` too)."""
+    for override in overrides:
+        match = _OVERRIDE_KEY.match(override)
+        if match and _SECRET_KEY.search(match[1]):
+            key = match[1]
+            raise ConfigError(f"{key}: a secret never goes on the command line (it would be kept in the shell's "
+                              "history and the run's .hydra/ directory); put it in an environment variable and "
+                              "set serve.api_key_env=VARIABLE_NAME, or in Secret Manager and set "
+                              "serve.api_key_secret=projects/P/secrets/S/versions/latest")
+
+
 def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """`@hydra.main` on conf/<config_name>.yaml for a stage's entry point, with one error contract: a config that does
     not compose (wrong type, unknown key, unknown option) and a FlavorFusionError raised by the stage each end as
@@ -55,6 +73,11 @@ def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]
 
         @functools.wraps(task)
         def main() -> Any:
+            try:
+                refuse_secrets(sys.argv[1:])
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
             # Hydra prints composition errors over several lines and exits 1; with HYDRA_FULL_ERROR it raises them
             with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
                 try:

@@ -29,7 +29,7 @@ ROWS = [  # (business_id, name, group, confidence, n_reviews, summary)
     ("odd/id #1 x", "Seoul Kitchen", "zh", 0.7, 5, "W" * 5000),  # one 5,000-character word
     ("b-long", "N" * 5000, "en", 0.9, 4, "A name of one long word."),
 ]
-SIZES = [(390, 844), (1366, 768)]
+SIZES = [(360, 740), (390, 844), (1366, 768)]
 HOSTILE = '<img src=x onerror="document.title=1">'
 TERMS = {  # (business_id, group) -> distinctive terms (term, z) and one quote
     ("b-casa", "en"): ([("butter chicken", 3.1), ("garlic naan", 2.4)], "The butter chicken was rich and creamy."),
@@ -170,7 +170,7 @@ def test_fits_phone_and_desktop_with_long_words_and_odd_ids(app_server, tmp_path
         terms = [li.text for li in cards["ko"].find_elements(By.CSS_SELECTOR, ".terms li")]
         assert terms[0] == HOSTILE and terms[1] == "X" * 3000
         assert HOSTILE in cards["ko"].find_element(By.TAG_NAME, "blockquote").text
-        assert not driver.find_elements(By.CSS_SELECTOR, "#groups img") and driver.title == "FlavorFusion"
+        assert not driver.find_elements(By.CSS_SELECTOR, "#groups img") and driver.title != "1"  # no onerror ran
         for element in driver.find_elements(By.CSS_SELECTOR, ".terms li, blockquote"):
             assert element.rect["x"] >= 0 and element.rect["x"] + element.rect["width"] <= width
         for card in cards.values():
@@ -197,3 +197,142 @@ def test_ids_with_any_character_work_over_the_api(app_server):
     for url in (f"/api/restaurants/{quote('odd/id #1 x', safe='')}", f"/api/restaurant?id={quote('odd/id #1 x')}"):
         status, _, raw = request(app_server.url + url)
         assert status == 200 and b"Seoul Kitchen" in raw, (url, raw[:200])
+
+
+def in_view(driver, element) -> bool:
+    """The element's top edge is inside the viewport."""
+    return driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                 "return r.top >= 0 && r.top < window.innerHeight;", element)
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_a_tap_shows_the_cards_each_restaurant_has_its_url_and_back_forward_work(app_server, tmp_path, width,
+                                                                                 height):
+    chromium_or_skip()
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser(width, height)
+    try:
+        wait = WebDriverWait(driver, 20)
+        heading = (By.ID, "restaurant-name")
+        driver.get(app_server.url + "/app")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 4)
+        # the explanation of groups and confidence, and the machine-written line
+        driver.find_element(By.CSS_SELECTOR, "#explain summary").click()
+        explained = driver.find_element(By.ID, "explain-text").text
+        assert "A group is the reviewers of this restaurant" in explained and "Confidence:" in explained
+        assert "language they originally wrote in" in explained and "fewer than 3 reviews" in explained
+        assert not driver.find_element(By.ID, "demo").is_displayed()  # not the quickstart's demo model
+
+        driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="b-casa"]').click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.group")) == 4)
+        wait.until(ec.text_to_be_present_in_element(heading, "Casa Indian Kitchen"))
+        # tap -> the cards in view (below the list on a phone, so the page scrolls to them)
+        wait.until(lambda d: in_view(d, d.find_element(By.CSS_SELECTOR, ".card.group")))
+        assert "restaurant=b-casa" in driver.current_url and driver.title.startswith("Casa Indian Kitchen")
+        selected = driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="b-casa"]')
+        assert selected.get_attribute("aria-current") == "true"
+        other = driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="b-taco"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", other)
+        ActionChains(driver).move_to_element(other).perform()
+        hovered, chosen = (b.value_of_css_property("background-color") for b in (other, selected))
+        assert hovered != chosen and "0, 0, 0, 0" not in hovered  # hover and selected look different
+        assert overflow(driver) == 0
+
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                              driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="odd/id #1 x"]'))
+        driver.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="odd/id #1 x"]').click()
+        wait.until(ec.text_to_be_present_in_element(heading, "Seoul Kitchen"))
+        assert "restaurant=" + quote("odd/id #1 x", safe="").replace("%20", "+") in driver.current_url \
+            or "restaurant=odd%2Fid+%231+x" in driver.current_url
+        driver.back()
+        wait.until(ec.text_to_be_present_in_element(heading, "Casa Indian Kitchen"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.group")) == 4)
+        driver.forward()
+        wait.until(ec.text_to_be_present_in_element(heading, "Seoul Kitchen"))
+
+        # a shared link opens the same view, in a fresh page
+        link = driver.current_url
+        driver.get("about:blank")
+        driver.get(link)
+        wait.until(ec.text_to_be_present_in_element(heading, "Seoul Kitchen"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.group")) == 2)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#restaurants button[data-id="odd/id #1 x"]')
+                   .get_attribute("aria-current") == "true")
+        driver.get(app_server.url + "/app?restaurant=nope")
+        wait.until(ec.text_to_be_present_in_element(heading, "not in the list"))
+        assert driver.save_screenshot(str(tmp_path / f"app-flow-{width}.png"))
+        assert console_errors(driver) == [] or all("404" in e["message"] for e in console_errors(driver))
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_keyboard_only(app_server, width, height):
+    chromium_or_skip()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser(width, height)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(app_server.url + "/app")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 4)
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)  # the search box
+        assert driver.switch_to.active_element.get_attribute("id") == "search"
+        driver.switch_to.active_element.send_keys("seoul")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#restaurants button")) == 1)
+        driver.switch_to.active_element.send_keys(Keys.TAB)  # the one restaurant left
+        assert driver.switch_to.active_element.get_attribute("data-id") == "odd/id #1 x"
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "restaurant-name"), "Seoul Kitchen"))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.group")) == 2)
+        # the focus moves to the restaurant's heading, so the next Tab goes on from the cards
+        assert driver.switch_to.active_element.get_attribute("id") == "restaurant-name"
+        driver.switch_to.active_element.send_keys(Keys.TAB)  # the explanation
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        assert driver.find_element(By.ID, "explain").get_attribute("open") is not None
+        driver.switch_to.active_element.send_keys(Keys.TAB)  # the own-reviews box
+        assert driver.switch_to.active_element.get_attribute("id") == "own-reviews"
+        driver.switch_to.active_element.send_keys(Keys.TAB, Keys.ENTER)  # Summarize, with nothing pasted
+        wait.until(lambda d: "Paste at least one review first" in d.find_element(By.ID, "own-result").text)
+    finally:
+        driver.quit()
+
+
+def test_the_demo_model_is_named_and_errors_are_in_plain_words(tmp_path, tokenizer):
+    """An export whose composed config says it is the quickstart: the page says so; with an API key required and
+    none sent, summarizing pasted reviews says what is needed in words a diner understands."""
+    chromium_or_skip()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    export = save_pretrained(build_tiny_led(tokenizer), tokenizer, str(tmp_path / "model"),
+                             config_yaml="task_name: quickstart\nmodel:\n  _target_: flavorfusion.models.summarizer."
+                                         "Summarizer.from_tiny_config\n")
+    server = Server(tmp_path, [f"model.name_or_path={export}", "serve.api_key_env=FF_TEST_KEY"],
+                    env={"FF_TEST_KEY": "k-123"})
+    try:
+        server.wait_healthy()
+        driver = browser(390, 844)
+        try:
+            wait = WebDriverWait(driver, 20)
+            driver.get(server.url + "/app")
+            wait.until(lambda d: d.find_element(By.ID, "demo").is_displayed())
+            assert "Demo model" in driver.find_element(By.ID, "demo").text
+            driver.find_element(By.ID, "own-reviews").send_keys("Great dosa.\n\nFriendly owner.")
+            driver.find_element(By.ID, "own-submit").click()
+            wait.until(lambda d: "needs an API key" in d.find_element(By.ID, "own-result").text)
+            assert "Bearer" not in driver.find_element(By.ID, "own-result").text  # not the API's wording
+        finally:
+            driver.quit()
+    finally:
+        server.stop()

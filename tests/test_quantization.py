@@ -45,8 +45,10 @@ def test_int8_dynamic_linear_is_close_to_fp32():
     rows = x.reshape(-1, 64)
     x_scale = rows.abs().amax(dim=-1, keepdim=True) / 127
     x_int8 = torch.div(rows, x_scale).round_().to(torch.int8)
-    # without oneDNN: torch._int_mm, the same numbers
+    # without oneDNN (and for single rows): torch._int_mm, the same numbers
     assert torch.equal(quantized._product_int_mm(x_int8), quantized._product_onednn(x_int8))
+    assert torch.equal(quantized._product_int_mm(x_int8[:1]), quantized._product_onednn(x_int8[:1]))
+    assert torch.equal(quantized(x[0, :1]), quantized(x)[0, :1])  # a row alone and among others
 
 
 @pytest.mark.parametrize("method", ["int8_dynamic", "woq_int8", "woq_int4"])

@@ -13,7 +13,7 @@ import pytest
 
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.models.tiny import build_tiny_led
-from flavorfusion.serving.app import Settings, create_app
+from flavorfusion.serving.app import create_app
 from flavorfusion.serving.batcher import Batcher, QueueFull
 from flavorfusion.serving.variants import LoadedModel, VariantSource
 
@@ -199,7 +199,7 @@ def test_health_503_until_the_loader_returns_then_200():
         release.wait(30)
         return LoadedModel(lambda lists: [f"{len(r)} reviews" for r in lists], "fake")  # encode: the reviews
 
-    app = create_app([VariantSource("trained", "/srv/fake")], loader, Settings())
+    app = create_app([VariantSource("trained", "/srv/fake")], loader)
     with TestClient(app) as client:
         answer = client.get("/healthz")
         assert answer.status_code == 503 and "loading" in answer.json()["error"]

@@ -112,6 +112,23 @@ def load_tokenizer(name_or_path: str | None, key: str = "model.name_or_path"):
     return tokenizer, config
 
 
+def is_demo_export(directory: str) -> bool:
+    """An export of the quickstart's demo model (its composed config, `flavorfusion.yaml`, says
+    `task_name: quickstart` or a tiny model built from config): it writes templates, not real summaries."""
+    import yaml
+
+    path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    target = str((config.get("model") or {}).get("_target_", ""))
+    return config.get("task_name") == "quickstart" or target.endswith("from_tiny_config")
+
+
 def attention_window(config) -> int:
     """The largest local attention window of an LED config (`attention_window` is one int or one per layer):
     what inputs are padded to a multiple of."""

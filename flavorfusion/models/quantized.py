@@ -37,8 +37,9 @@ class Int8DynamicLinear(nn.Module):
 
     A row x becomes `round(x / s)` with `s = max|x| / 127`; the integer product is exact whatever blocking a kernel
     picks for the batch's shape, and the output is mapped back element by element, `s * (acc * w_scale) + bias`.
-    On x86 the product runs in oneDNN's u8/s8 kernel (`onednn::qlinear_pointwise`: AVX2, AVX-512 VNNI or AMX, as the
-    CPU has), elsewhere in `torch._int_mm`; both give the same numbers. fbgemm's `linear_dynamic`, used before,
+    On x86 the product runs in oneDNN's int8 kernel (`onednn::qlinear_pointwise`: AVX2, AVX-512 VNNI or AMX, as the
+    CPU has), except for single rows, where oneDNN is slow for narrow layers, and elsewhere in `torch._int_mm`; both
+    give the same numbers, so the choice never changes a summary. fbgemm's `linear_dynamic`, used before,
     takes one scale for the whole input tensor, so one batch-mate with large activations coarsened every other
     row's numbers and changed its summary."""
 
@@ -72,7 +73,7 @@ class Int8DynamicLinear(nn.Module):
         # the clamp keeps all-zero rows (padding) finite; |x / s| <= 127 as division rounds monotonically
         x_scale = torch.maximum(high, low.neg_()).clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
         x_int8 = torch.div(x, x_scale).round_().to(torch.int8)
-        if x.device.type == "cpu" and _onednn_int8_available():
+        if x.device.type == "cpu" and len(x_int8) > 1 and _onednn_int8_available():
             y = self._product_onednn(x_int8)
         else:
             y = self._product_int_mm(x_int8)

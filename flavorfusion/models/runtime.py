@@ -222,6 +222,15 @@ class InferenceRuntime:
         return self._sha256
 
     @property
+    def demo(self) -> bool:
+        """An export of the quickstart's demo model (its composed config says so)."""
+        from flavorfusion.models.loading import is_demo_export
+
+        if self.source.kind in ("hub", "memory"):
+            return False
+        return is_demo_export(model_location(str(self.source), self.source.key)[1])
+
+    @property
     def source_limit(self) -> int:
         """The most source tokens an input is given (data.max_source_length within the model's positions)."""
         return self.load_encoder().encoder.max_source_length

@@ -7,7 +7,8 @@ One worker task per batcher takes batches off the queue and runs the (blocking) 
 (`asyncio.to_thread`), so the event loop keeps accepting and answering requests meanwhile. One worker per
 model also means one generate call at a time per model.
 
-When a batch fails, its items are retried one at a time: only the item at fault gets the error.
+When a batch fails, its items are retried one at a time: only the item at fault gets the error. An item whose
+request was cancelled (its client left) is dropped before generation if it is still waiting (`on_abandoned`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ class QueueFull(Exception):
 
 class Batcher:
     def __init__(self, process: Callable[[list[Any]], Sequence[Any]], max_batch_size: int, batch_timeout_ms: float,
-                 max_queue: int, on_batch: Callable[[int], None] | None = None):
+                 max_queue: int, on_batch: Callable[[int], None] | None = None,
+                 on_abandoned: Callable[[], None] | None = None):
         if max_batch_size < 1 or max_queue < 1 or batch_timeout_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1 and batch_timeout_ms >= 0")
         self.process, self.max_batch_size, self.max_queue = process, max_batch_size, max_queue
         self.timeout = batch_timeout_ms / 1000
-        self.on_batch = on_batch
+        self.on_batch, self.on_abandoned = on_batch, on_abandoned
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
 
@@ -78,7 +80,11 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except asyncio.TimeoutError:  # noqa: UP041  (not TimeoutError on Python 3.10)
                     break
-        return [(item, future) for item, future in batch if not future.done()]  # a cancelled request's items go
+        waiting = [(item, future) for item, future in batch if not future.done()]  # a cancelled request's items go
+        if self.on_abandoned:
+            for _ in range(len(batch) - len(waiting)):
+                self.on_abandoned()
+        return waiting
 
     async def _run(self) -> None:
         while True:

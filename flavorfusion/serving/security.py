@@ -16,8 +16,6 @@ from flavorfusion.errors import ConfigError
 def resolve_api_key(api_key_env: str | None, api_key_secret: str | None, environ=os.environ) -> str | None:
     """The configured key, or None when none is configured. A configured source that yields nothing is an error:
     the server must not start open by accident."""
-    if api_key_env and api_key_secret:
-        raise ConfigError("serve.api_key_env and serve.api_key_secret are both set: give one")
     if api_key_env:
         key = environ.get(api_key_env, "").strip()
         if not key:

@@ -1,5 +1,5 @@
 """`run(cfg)`: the server of `python -m flavorfusion.serve`: the variants, the page's catalog, the API key, the
-routes Vertex AI names, and uvicorn with the connection limits of `conf/serve.yaml`."""
+routes Vertex AI names, and uvicorn with the connection layer of `serving/connections.py`."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import logging
 import os
 import sys
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from flavorfusion.checks import validate_serve
 from flavorfusion.errors import FlavorFusionError
-from flavorfusion.serving.app import Settings, create_app
-from flavorfusion.serving.limits import h11_protocol
-from flavorfusion.serving.page import Catalog
+from flavorfusion.serving.app import create_app
+from flavorfusion.serving.catalog import Catalog
+from flavorfusion.serving.connections import RedactQueryStrings, protocol
 from flavorfusion.serving.security import resolve_api_key
 from flavorfusion.serving.variants import load_variant, variant_sources
 
 log = logging.getLogger(__name__)
+
 
 def port_of(cfg: DictConfig) -> int:
     for key in ("AIP_HTTP_PORT", "PORT"):
@@ -30,15 +31,13 @@ def run(cfg: DictConfig) -> None:
     import uvicorn
 
     validate_serve(cfg)  # schema ranges (flavorfusion.config.serve) and the summaries file
-    s = cfg.serve
+    server_conf = OmegaConf.to_object(cfg.serve)
     sources = variant_sources(cfg)
-    catalog = Catalog.from_parquet(s.summaries, s.min_group_reviews) if s.summaries else None
-    settings = Settings(max_batch_size=s.max_batch_size, batch_timeout_ms=s.batch_timeout_ms, max_queue=s.max_queue,
-                        max_reviews=s.max_reviews, max_chars=s.max_chars, body_timeout_s=s.body_timeout_s,
-                        cors_origins=list(s.cors_origins or []),
-                        api_key=resolve_api_key(s.get("api_key_env"), s.get("api_key_secret")),
-                        predict_route=os.environ.get("AIP_PREDICT_ROUTE") or "/predict",
-                        health_route=os.environ.get("AIP_HEALTH_ROUTE") or "/healthz")
+    catalog = Catalog.from_parquet(server_conf.summaries, server_conf.min_group_reviews) if server_conf.summaries \
+        else None
+    api_key = resolve_api_key(server_conf.api_key_env, server_conf.api_key_secret)
+    predict_route = os.environ.get("AIP_PREDICT_ROUTE") or "/predict"
+    health_route = os.environ.get("AIP_HEALTH_ROUTE") or "/healthz"
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
 
@@ -46,15 +45,20 @@ def run(cfg: DictConfig) -> None:
         failed.append(err)
         server.should_exit = True  # stop serving: a server without its model only answers 503
 
-    app = create_app(sources, lambda source: load_variant(source, cfg), settings, catalog, on_load_error)
+    app = create_app(sources, lambda source: load_variant(source, cfg), server_conf, api_key=api_key,
+                     predict_route=predict_route, health_route=health_route, catalog=catalog,
+                     on_load_error=on_load_error)
     port = port_of(cfg)
+    logging.getLogger("uvicorn.access").addFilter(RedactQueryStrings())
     server = uvicorn.Server(uvicorn.Config(
-        app, host=s.host, port=port, log_level=s.log_level, access_log=s.access_log, timeout_graceful_shutdown=5,
-        http=h11_protocol(s.header_timeout_s), timeout_keep_alive=s.keep_alive_s,
-        limit_concurrency=s.limit_concurrency, h11_max_incomplete_event_size=s.max_header_bytes))
-    log.info("serving %s on http://%s:%d (predict %s, health %s%s%s)", ", ".join(x.name for x in sources), s.host,
-             port, settings.predict_route, settings.health_route, ", API key required" if settings.api_key else "",
-             f", CORS for {', '.join(settings.cors_origins)}" if settings.cors_origins else "")
+        app, host=server_conf.host, port=port, log_level=server_conf.log_level, access_log=server_conf.access_log,
+        timeout_graceful_shutdown=5, timeout_keep_alive=server_conf.keep_alive_s, limit_concurrency=None,
+        http=protocol(server_conf.header_timeout_s, server_conf.max_connections, app.state.telemetry),
+        h11_max_incomplete_event_size=server_conf.max_header_bytes))
+    url = f"http://{server_conf.host}:{port}"
+    log.info("serving %s on %s: the app at %s/app (predict %s, health %s%s%s)", ", ".join(x.name for x in sources),
+             url, url, predict_route, health_route, ", API key required" if api_key else "",
+             f", CORS for {', '.join(server_conf.cors_origins)}" if server_conf.cors_origins else "")
     server.run()
     if failed:
         if isinstance(failed[0], FlavorFusionError):

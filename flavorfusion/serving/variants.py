@@ -59,7 +59,8 @@ class LoadedModel:
             return runtime.encode([ReviewGroup("request", list(reviews))])[0]
 
         return cls(runtime.generate, runtime.name, runtime.sha256, encode,
-                   {**runtime.info, "load_seconds": round(load_seconds, 3), "max_source_tokens": runtime.source_limit})
+                   {**runtime.info, "load_seconds": round(load_seconds, 3), "max_source_tokens": runtime.source_limit,
+                    "demo": runtime.demo})
 
 
 def variant_sources(cfg: DictConfig) -> list[VariantSource]:

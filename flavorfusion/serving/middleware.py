@@ -1,23 +1,26 @@
-"""Connection and request limits, below the routes (pure ASGI, so they see every request, refused or not):
+"""The ASGI middleware around the routes (pure ASGI, so they see every request, refused or not):
 
-- `Observe`: counts every response by route and status, with its latency, in /metrics (5xx included); an
-  exception no handler took becomes a one-line JSON 500 and one log line, never a traceback to the client.
+- `Observe`: counts every response by its route and status, with its latency, in /metrics (refusals and 5xx
+  included; `route="unrouted"` when no route matches); an exception no handler took becomes a one-line JSON 500
+  and one log line, never a traceback to the client; a request's line and headers beyond `serve.max_header_bytes`
+  are refused with 431.
 - `SecurityHeaders`: CSP, nosniff and a frame policy on every response.
 - `BodyReader`: reads a POST body before the app sees it: JSON only (`text/plain` would skip the browser's CORS
   preflight), at most `max_body_bytes`, within `body_timeout_s` (a slow sender gets 408); a client that goes
-  away mid-body is one info line.
-- `h11_protocol(header_timeout_s)`: uvicorn's HTTP/1.1 protocol with a deadline for a request's headers (uvicorn
-  has none: a connection that never finishes its headers would be held forever).
+  away mid-body is one info line and a 499.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flavorfusion.serving.errors import error_body
+from flavorfusion.serving.telemetry import UNROUTED
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +28,50 @@ JSON_TYPES = ("application/json",)
 
 
 async def send_error(send: Send, status: int, message: str, headers: list | None = None) -> None:
-    body = json.dumps({"error": " ".join(str(message).split())}).encode()
+    body = error_body(message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
+def leaf_routes(routes) -> list:
+    """Every route with a path, with included routers (FastAPI's `include_router`, no prefix) opened up."""
+    found = []
+    for route in routes:
+        if hasattr(route, "path"):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found += leaf_routes(route.original_router.routes)
+    return found
+
+
+def route_of(app, scope: Scope) -> str:
+    """The path of the route a request is for (its template, e.g. `/api/restaurants/{business_id:path}`), also when
+    it is refused before reaching it; `unrouted` when no route matches the path."""
+    for route in leaf_routes(app.router.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return route.path
+    return UNROUTED
+
+
+def header_bytes(scope: Scope) -> int:
+    """The size of a request's line and headers as sent (CRLFs and separators included)."""
+    line = len(scope["method"]) + len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + 12
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
+
+
 class Observe:
-    def __init__(self, app: ASGIApp, metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, telemetry, routed_app, max_header_bytes: int):
+        self.app, self.telemetry, self.routed_app, self.max_header_bytes = app, telemetry, routed_app, max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status: int | None = None
+        route = route_of(self.routed_app, scope)
 
         async def observed(message: Message) -> None:
             nonlocal status
@@ -49,6 +80,10 @@ class Observe:
             await send(message)
 
         try:
+            if header_bytes(scope) > self.max_header_bytes:
+                return await send_error(observed, 431, f"the request line and headers are more than "
+                                                       f"{self.max_header_bytes} bytes (serve.max_header_bytes)",
+                                        [(b"connection", b"close")])
             await self.app(scope, receive, observed)
         except Exception as err:  # no handler took it: one line, one JSON 500, the connection kept
             log.error("internal error on %s %s: %s: %s", scope["method"], scope["path"], type(err).__name__,
@@ -56,10 +91,8 @@ class Observe:
             if status is None:
                 await send_error(observed, 500, f"internal error ({type(err).__name__})")
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            label = str(status) if status is not None else "499"  # 499: the client left before an answer
-            self.metrics.requests.labels(route, label).inc()
-            self.metrics.latency.labels(route, label).observe(time.perf_counter() - start)
+            # 499: the client left before an answer (nginx's code)
+            self.telemetry.count(route, status if status is not None else 499, time.perf_counter() - start)
 
 
 class SecurityHeaders:
@@ -90,7 +123,8 @@ class BodyReader:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
-            return await send_error(send, 415, f"the body must be application/json, not {content_type or 'untyped'}")
+            return await send_error(send, 415, f"the body must be JSON: send the header Content-Type: "
+                                               f"application/json (this request sent {content_type or 'none'})")
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body_bytes:
             # an oversized body is read to its end (and dropped) up to 8x the limit, so that the client, still
@@ -112,7 +146,7 @@ class BodyReader:
             if message["type"] == "http.disconnect":
                 log.info("client %s disconnected before its body was received (%s %s)", _client(scope),
                          scope["method"], scope["path"])
-                return
+                return  # nothing answered: counted as 499
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_body_bytes:
@@ -148,49 +182,3 @@ class BodyReader:
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "?"
-
-
-def h11_protocol(header_timeout_s: float):
-    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within
-    `header_timeout_s` of its opening (or of the previous response)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class HeaderTimeoutH11Protocol(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_timed_out)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_timed_out(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-                log.info("client %s: no complete request headers within serve.header_timeout_s=%s; closed",
-                         f"{self.client[0]}:{self.client[1]}" if self.client else "?", header_timeout_s)
-                self.transport.close()
-
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def handle_events(self) -> None:
-            cycle = self.cycle
-            super().handle_events()
-            if self.cycle is not cycle:  # a request's headers arrived
-                self._disarm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return HeaderTimeoutH11Protocol
