@@ -422,7 +422,7 @@ def run(cfg: DictConfig) -> dict:
     validate_evaluate(cfg)
     results, examples = score_variants(cfg)
     paths = write_report(results, examples, cfg.output_dir, cfg.latency.new_tokens)
-    loggers = instantiate_nodes(cfg.logger)
+    loggers = instantiate_nodes(cfg.logger, "logger")
     log_to_loggers(loggers, results)
     with open(paths["report.md"]) as f:
         print(f.read())

@@ -17,11 +17,12 @@ from omegaconf import DictConfig
 from flavorfusion.checks import prepare_output, validate_prepare
 from flavorfusion.data.grouping import Grouping
 from flavorfusion.data.record import SCHEMA
-from flavorfusion.data.report import PrepareReport, Tally, report_path
+from flavorfusion.data.report import PrepareReport, report_path
 from flavorfusion.data.review_groups import as_list
 from flavorfusion.data.sources import ReviewGroupSource
 from flavorfusion.data.translate import Translator
 from flavorfusion.data.writer import DiscardWriter, open_writer, output_file, output_format
+from flavorfusion.engines import Engine, Tally
 from flavorfusion.errors import ConfigError
 from flavorfusion.runs import build
 
@@ -31,6 +32,7 @@ class PrepareJob:
     """Raw files -> review groups, as an engine runs it (`flavorfusion.engines.Job`)."""
 
     cfg: DictConfig  # engine=beam rebuilds the source's rules and the grouping on workers from it
+    engine: Engine
     source: ReviewGroupSource
     grouping: Grouping
     translator: Translator
@@ -38,7 +40,7 @@ class PrepareJob:
     format: str | None
     progress: bool
     name: str = "prepare"
-    schema: pa.Schema = SCHEMA  # of the rows (an engine that writes shards writes an empty one with it)
+    schema: pa.Schema = SCHEMA
     graph_built: bool = False
 
     def run_local(self, output: str) -> Tally:
@@ -49,13 +51,19 @@ class PrepareJob:
             self.report.written.update(rows=writer.rows, reviews=writer.reviews)
         return Tally()
 
-    def expand(self, pipeline, shards: str):
+    def worker_settings(self):
         from flavorfusion.data.sources.google_local import GoogleLocalSource, refuse_translation
-        from flavorfusion.data.sources.google_local_beam import PipelineSettings, expand_prepare
+        from flavorfusion.data.sources.google_local_beam import PrepareWorkerSettings
 
         if not isinstance(self.source, GoogleLocalSource):
             raise ConfigError(f"engine=beam runs source=google_local; source={self.source.name} fits engine=local")
         refuse_translation(self.translator)
+        return PrepareWorkerSettings.from_job(self)
+
+    def expand(self, pipeline, shards: str):
+        from flavorfusion.data.sources.google_local_beam import expand_prepare
+
+        settings = self.worker_settings()
         self.graph_built = True
         if self.report.output is None:  # a dry run: the configured patterns, not listed (gs:// needs credentials)
             files = {"meta": as_list(self.source.meta), "reviews": as_list(self.source.reviews)}
@@ -63,7 +71,7 @@ class PrepareJob:
             files = self.source.input_files()  # a missing input fails here, before the pipeline starts
             for name in ("meta", "reviews"):
                 self.report.add_input(name, files[name])
-        return expand_prepare(pipeline, files, PipelineSettings.from_config(self.cfg, self.source), shards)
+        return expand_prepare(pipeline, files, settings, shards)
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         if translator.dry_run:
             return translation_dry_run(source, grouping, translator, progress)
         if engine.dry_run:
-            job = PrepareJob(cfg, source, grouping, translator, PrepareReport(source.name), None, progress)
+            job = PrepareJob(cfg, engine, source, grouping, translator, PrepareReport(source.name), None, progress)
             dry_run = engine.dry_run_job(job)
             print(dry_run.text())
             return dry_run.as_dict()
@@ -88,7 +96,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
                               "engine=local only")
         started = time.perf_counter()
         report = PrepareReport(source=source.name, output=output, format=fmt)
-        job = PrepareJob(cfg, source, grouping, translator, report, fmt, progress)
+        job = PrepareJob(cfg, engine, source, grouping, translator, report, fmt, progress)
         tally = engine.run(job, output)
         if job.graph_built:  # a graph's workers send their counts back as a tally
             report.add_tally(tally, grouping=grouping.details())

@@ -91,9 +91,24 @@ def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]
     return decorate
 
 
-def instantiate_nodes(nodes: DictConfig | None) -> list:
-    """Instantiate a dict of `_target_` nodes; a null node (e.g. `callbacks.x=null`) is left out."""
-    return [instantiate(node) for node in (nodes or {}).values() if node is not None and "_target_" in node]
+def instantiate_nodes(nodes: DictConfig | None, key: str) -> list:
+    """Instantiate a dict of `_target_` nodes (`callbacks`, `logger`); a null node (e.g. `callbacks.x=null`) is left
+    out. These nodes are free-form (each class takes its own arguments), so a value the class refuses is a
+    ConfigError naming the node, as a typed key's would be."""
+    built = []
+    for name, node in (nodes or {}).items():
+        if node is None or "_target_" not in node:
+            continue
+        try:
+            built.append(instantiate(node))
+        except InstantiationException as err:
+            user_error = find_user_error(err)
+            if user_error is not None:
+                raise user_error from None
+            cause = err.__cause__ or err
+            raise ConfigError(f"{key}.{name}: {node._target_.rsplit('.', 1)[-1]} refused its arguments "
+                              f"({type(cause).__name__}: {' '.join(str(cause).split())[:200]})") from None
+    return built
 
 
 def build(cfg: DictConfig, key: str, **kwargs) -> Any:

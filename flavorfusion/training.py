@@ -109,10 +109,10 @@ def build(cfg: DictConfig) -> Built:
     check_model_limits(cfg.data, summarizer.model.config)  # before the Trainer is built
     datamodule = instantiate(cfg.data, _convert_="all", tokenizer=summarizer.tokenizer,
                              attention_window=summarizer.attention_window)
-    callbacks = instantiate_nodes(cfg.callbacks)
+    callbacks = instantiate_nodes(cfg.callbacks, "callbacks")
     if "_target_" in cfg.prune:
         callbacks.append(instantiate(cfg.prune))
-    loggers = instantiate_nodes(cfg.logger)
+    loggers = instantiate_nodes(cfg.logger, "logger")
     callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return Built(summarizer, datamodule, trainer, loggers)

@@ -119,9 +119,9 @@ def test_through_serve_a_request_alone_and_among_15_others_gets_the_same_summary
         for variant in ("trained", "int8"):
             alone = {g.id: summary({"reviews": g.reviews, "variant": variant}) for g in groups[:16]}
             assert len(set(alone.values())) >= 12  # distinct summaries: the comparison can fail
+            bodies = [{"reviews": g.reviews, "variant": variant} for g in groups[:16]]
             with ThreadPoolExecutor(16) as pool:
-                together = dict(zip([g.id for g in groups[:16]], pool.map(
-                    lambda g: summary({"reviews": g.reviews, "variant": variant}), groups[:16]), strict=True))
+                together = dict(zip([g.id for g in groups[:16]], pool.map(summary, bodies), strict=True))
             assert together == alone, variant
         metrics = request(server.url + "/metrics")[2].decode()
         batches = [line for line in metrics.splitlines() if line.startswith("flavorfusion_batch_size_count")]

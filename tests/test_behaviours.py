@@ -386,8 +386,8 @@ def test_evaluate_split_validation_scores_exactly_the_held_out_groups(tmp_path):
 # ---- summarize's provenance: the weights hash ---------------------------------------------------------------
 
 def test_weights_sha256_changes_with_any_weight_name_dtype_or_shape(tokenizer):
-    from flavorfusion.models.tiny import build_tiny_led
     from flavorfusion.models.runtime import weights_sha256
+    from flavorfusion.models.tiny import build_tiny_led
 
     model = build_tiny_led(tokenizer)
     digest = weights_sha256(model)

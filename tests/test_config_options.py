@@ -35,7 +35,7 @@ def _train(overrides, tmp_path):
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_every_callbacks_option_is_built(option, tmp_path):
     cfg = _train([f"callbacks={option}"], tmp_path)
-    callbacks = instantiate_nodes(cfg.callbacks)
+    callbacks = instantiate_nodes(cfg.callbacks, "callbacks")
     by_type = {type(cb).__name__: cb for cb in callbacks}
     assert set(by_type) == {"ModelCheckpoint", "LearningRateMonitor"} | ({"EarlyStopping"} if option != "default" else set())
     checkpoint = by_type["ModelCheckpoint"]
@@ -52,7 +52,7 @@ def test_every_callbacks_option_is_built(option, tmp_path):
 def test_every_logger_option_is_built(option, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     cfg = _train([f"logger={option}"], tmp_path)
-    loggers = instantiate_nodes(cfg.logger)
+    loggers = instantiate_nodes(cfg.logger, "logger")
     names = [type(logger).__name__ for logger in loggers]
     assert names == {"csv": ["CSVLogger"], "none": [], "wandb": ["WandbLogger"]}[option]
     for logger in loggers:

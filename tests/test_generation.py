@@ -20,6 +20,8 @@ from flavorfusion.models.generation import (
     led_static_cache,
     resolve_cache,
 )
+from flavorfusion.models.tiny import build_tiny_led
+from flavorfusion.resources import resource_path
 
 SETTINGS = {"max_new_tokens", "min_new_tokens", "num_beams", "cache"}  # GenerationConf's fields
 
@@ -38,8 +40,7 @@ def ids_of(model, batch, **settings):
 def outputs_of(model, batch, **settings):
     generation, hf_kwargs = typed(**settings)
     return generate_outputs(model, batch, generation, **hf_kwargs)
-from flavorfusion.models.tiny import build_tiny_led
-from flavorfusion.resources import resource_path
+
 
 WINDOW = 32
 NEW_TOKENS = 12

@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from flavorfusion.errors import ConfigError
-from flavorfusion.models.runtime import InferenceRuntime
 from flavorfusion.models.loading import load_pretrained, save_pretrained
+from flavorfusion.models.runtime import InferenceRuntime
 from flavorfusion.models.tiny import build_tiny_led
 from flavorfusion.preparation import prepare
 from flavorfusion.resources import resource_path

@@ -17,8 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from hydra_plugins.vertex_launcher import client as client_module
-from hydra_plugins.vertex_launcher._engine import FAILED, RUNNING, SUCCEEDED, JobState, run_jobs
 from hydra_plugins.vertex_launcher._jobs import JobFailedError
+from hydra_plugins.vertex_launcher._submission import FAILED, RUNNING, SUCCEEDED, JobState, run_jobs
 from hydra_plugins.vertex_launcher.client import VertexJobClient
 from hydra_plugins.vertex_launcher.vertex import (
     forwarded_hydra_overrides,

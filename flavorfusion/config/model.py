@@ -68,12 +68,49 @@ def check_attention(value: str, key: str) -> None:
 
 
 @dataclass
+class OptimizerConf(Schema):
+    """`model.optimizer`: a `_partial_` node completed with the model's parameters (torch.optim.AdamW). Another
+    optimizer's own arguments are added with `+model.optimizer.NAME=VALUE`."""
+
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = 3.0e-5
+    weight_decay: float = 0.01
+    fused: bool = True
+
+    @classmethod
+    def check(cls, node: DictConfig, key: str) -> None:
+        require(node.lr > 0, f"{key}.lr", node.lr, "must be positive")
+        require(node.weight_decay >= 0, f"{key}.weight_decay", node.weight_decay, "must be 0 or more")
+
+
+@dataclass
+class SchedulerConf(Schema):
+    """`model.scheduler`: a `_partial_` node completed with the optimizer and the number of training steps
+    (transformers.get_scheduler), or null for a constant rate."""
+
+    _target_: str = "transformers.get_scheduler"
+    _partial_: bool = True
+    name: str = "linear"
+    num_warmup_steps: int = 0
+
+    @classmethod
+    def check(cls, node: DictConfig, key: str) -> None:
+        require(node.num_warmup_steps >= 0, f"{key}.num_warmup_steps", node.num_warmup_steps, "must be 0 or more")
+        if node._target_ == cls._target_:
+            from transformers import SchedulerType
+
+            names = [kind.value for kind in SchedulerType]
+            require(node.name in names, f"{key}.name", node.name, f"must be one of {', '.join(names)}")
+
+
+@dataclass
 class SummarizerConf(Schema):
     """What every trainable model option shares (conf/model/_summarizer.yaml) -> `Summarizer`'s arguments."""
 
     _target_: str = MISSING
-    optimizer: Any = None  # a `_partial_` node (torch.optim.AdamW)
-    scheduler: Any = None  # a `_partial_` node (transformers.get_scheduler), or null
+    optimizer: OptimizerConf = field(default_factory=OptimizerConf)
+    scheduler: SchedulerConf | None = field(default_factory=SchedulerConf)
     gradient_checkpointing: bool = False
     attention: str = "hf"
     compile: bool = False
@@ -84,8 +121,6 @@ class SummarizerConf(Schema):
     def check(cls, node: DictConfig, key: str) -> None:
         check_attention(node.attention, f"{key}.attention")
         require(node.num_logged_samples >= 0, f"{key}.num_logged_samples", node.num_logged_samples, "must be 0 or more")
-        lr = node.optimizer.get("lr") if isinstance(node.optimizer, DictConfig) else None
-        require(lr is None or lr > 0, f"{key}.optimizer.lr", lr, "must be positive")
 
 
 @dataclass

@@ -9,11 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# A tally: counts that add up across files, batches and workers, keyed by where they go in the report:
-#   (input, "lines") (input, "kept") (input, "dropped", reason)
-#   ("written", name) ("written", "rows_per_group", label) ("grouping", statistic)
-#   ("grouping", "abstained", reason)
-Tally = Counter
+from flavorfusion.tally import Tally
 
 
 @dataclass

@@ -28,9 +28,9 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from flavorfusion.data.report import Tally
 from flavorfusion.errors import ConfigError, DataError
 from flavorfusion.io import atomic_output
+from flavorfusion.tally import Tally
 
 if TYPE_CHECKING:
     from flavorfusion.engines import Job
@@ -66,22 +66,13 @@ class BeamEngine:
     name = "beam"
     writes_directory = True
 
-    def __init__(
-        self,
-        runner: str = "FnApiRunner",
-        dry_run: bool = False,
-        lines_per_batch: int = 10_000,
-        businesses_per_batch: int = 500,
-        num_shards: int = 0,
-        direct_num_workers: int = 1,
-        direct_running_mode: str = "in_memory",
-        dataflow: dict[str, Any] | None = None,
-    ):
-        # ranges and choices: flavorfusion.config.engine.BeamEngineConf; Beam's own options: _check_dataflow
+    def __init__(self, runner: str, dry_run: bool, num_shards: int, direct_num_workers: int,
+                 direct_running_mode: str, dataflow: dict[str, Any] | None = None, **stage_settings: Any):
+        # the values come from flavorfusion.config.engine.BeamEngineConf, which checks their ranges; Beam's own
+        # options are checked by _check_dataflow. `stage_settings` (lines_per_batch, ...) are the stages' own:
+        # their Beam graphs read them from the config, the engine knows runners, not stages
         self.runner = runner
         self.dry_run = bool(dry_run)
-        self.lines_per_batch = int(lines_per_batch)
-        self.businesses_per_batch = int(businesses_per_batch)
         self.num_shards = int(num_shards)
         self.direct_num_workers = int(direct_num_workers)
         self.direct_running_mode = direct_running_mode

@@ -23,11 +23,11 @@ from omegaconf import DictConfig
 
 from flavorfusion import contrast
 from flavorfusion.checks import check_summarize_output, validate_summarize
-from flavorfusion.data.report import Tally
-from flavorfusion.engines import FAILED_DIR
+from flavorfusion.engines import FAILED_DIR, Engine
 from flavorfusion.runs import build
 from flavorfusion.summarization.local import TableContrast, failed_path, parts_dir, run_local, summaries_of
 from flavorfusion.summarization.rules import OUTPUT_SCHEMA, contrast_path, write_contrast
+from flavorfusion.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +75,29 @@ class SummarizeJob:
     """Review groups -> one summary each, as an engine runs it (`flavorfusion.engines.Job`)."""
 
     cfg: DictConfig
+    engine: Engine
     name: str = "summarize"
     schema: Any = OUTPUT_SCHEMA
-    beam_settings: Any = None  # engine=beam: `summarization.beam.BeamSummarize`, checked by the driver
     table_contrast: TableContrast | None = None  # engine=local: set by run_local
+    _worker_settings: Any = None
 
     def run_local(self, output: str) -> Tally:
         """Resumable: the groups already in `output` or in a part are skipped."""
         tally, self.table_contrast = run_local(self.cfg, output)
         return tally
 
+    def worker_settings(self):
+        """Checked by the driver once: the input's files and columns, the model's tokenizer, config and files."""
+        from flavorfusion.summarization.beam import SummarizeWorkerSettings
+
+        if self._worker_settings is None:
+            self._worker_settings = SummarizeWorkerSettings.from_job(self)
+        return self._worker_settings
+
     def expand(self, pipeline, shards: str):
         from flavorfusion.summarization.beam import expand_summarize
 
-        return expand_summarize(pipeline, self.beam_settings, shards)
+        return expand_summarize(pipeline, self.worker_settings(), shards)
 
     def specificity(self, output: str) -> dict:
         """The specificity report of what `output` holds: engine=local computes it from the output's summaries and

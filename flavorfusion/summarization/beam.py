@@ -35,7 +35,6 @@ from omegaconf import OmegaConf
 from flavorfusion import contrast
 from flavorfusion.config.contrast import ContrastConf
 from flavorfusion.data.record import ReviewGroup
-from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.engines import FAILED_DIR
@@ -49,9 +48,10 @@ from flavorfusion.summarization.rules import (
     provenance_of,
     summarize_batch,
 )
+from flavorfusion.tally import Tally
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def length_buckets(max_source_length: int, shortest: int = 64) -> list[int]:
 
 
 @dataclass(frozen=True)
-class BeamSummarize:
+class SummarizeWorkerSettings:
     """The summarize settings workers need, as picklable values; the driver checked them (files, columns, model)."""
 
     files: tuple[str, ...]
@@ -99,7 +99,9 @@ class BeamSummarize:
         return ReviewSelection.from_config(OmegaConf.create(self.runtime.data))
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, engine) -> BeamSummarize:
+    def from_job(cls, job) -> SummarizeWorkerSettings:
+        """From the summarize job: its config's `data`, `model`, `generation`, `contrast` and its engine."""
+        cfg, engine = job.cfg, job.engine
         table = ReviewTable.from_config(cfg.data)
         files, fmt, _ = table.checked_files()  # no file, or a column missing from one, fails here
         runtime = InferenceRuntime.from_config(cfg)
@@ -120,7 +122,7 @@ class BeamSummarize:
         )
 
 
-def expand_summarize(pipeline: beam.Pipeline, settings: BeamSummarize, shards: str) -> beam.PCollection:
+def expand_summarize(pipeline: beam.Pipeline, settings: SummarizeWorkerSettings, shards: str) -> beam.PCollection:
     """The summarize graph: Parquet shards `<shards>-*.parquet`, dead letters under `_failed/` beside them;
     returns the PCollection of tallies."""
     read = (
@@ -228,7 +230,7 @@ class ReadGroups(beam.DoFn):
 class EncodeGroups(beam.DoFn):
     """A record -> (record, input ids), with the model's tokenizer and limits (its weights are not loaded)."""
 
-    def __init__(self, settings: BeamSummarize):
+    def __init__(self, settings: SummarizeWorkerSettings):
         self.runtime = settings.runtime
 
     def setup(self) -> None:
@@ -242,7 +244,7 @@ class GroupSummaryHandler(ModelHandler):
     """RunInference's model handler around the inference runtime, loaded (fp or quantized exports) and placed as
     `summarize engine=local` loads and places it."""
 
-    def __init__(self, settings: BeamSummarize):
+    def __init__(self, settings: SummarizeWorkerSettings):
         super().__init__(min_batch_size=1, max_batch_size=settings.batch_size, max_batch_duration_secs=MAX_BATCH_WAIT_S,
                          batch_length_fn=encoded_length, batch_bucket_boundaries=list(settings.buckets))
         self.settings = settings
@@ -267,7 +269,7 @@ class ToRows(beam.DoFn):
     """A restaurant's summarized groups -> output rows with their contrast (terms and quotes against the restaurant's
     other groups) and the restaurant's specificity record; a failure -> a dead letter with its error line."""
 
-    def __init__(self, settings: BeamSummarize):
+    def __init__(self, settings: SummarizeWorkerSettings):
         self.provenance, self.contrast, self.selection = settings.provenance, settings.contrast, settings.selection
 
     def process(self, element: tuple[str | None, Iterable[PredictionResult]], background: Counter):

@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from flavorfusion import contrast
 from flavorfusion.config.contrast import ContrastConf
 from flavorfusion.data.record import ReviewGroup
-from flavorfusion.data.report import Tally
 from flavorfusion.data.review_groups import ReviewTable
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import ConfigError, DataError
@@ -40,6 +39,7 @@ from flavorfusion.summarization.rules import (
     provenance_of,
     summarize_batch,
 )
+from flavorfusion.tally import Tally
 
 log = logging.getLogger(__name__)
 

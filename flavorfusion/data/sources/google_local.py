@@ -35,12 +35,13 @@ from msgspec import UNSET
 from flavorfusion.data.grouping import ReviewColumns
 from flavorfusion.data.jsonlines import gc_paused, open_lines
 from flavorfusion.data.record import SCHEMA
-from flavorfusion.data.report import Tally, input_tally
+from flavorfusion.data.report import input_tally
 from flavorfusion.data.sources import ReviewGroupSource
 from flavorfusion.data.sources.language_id import LanguageIdentifier
 from flavorfusion.data.writer import ReviewGroupWriter
 from flavorfusion.errors import ConfigError
 from flavorfusion.io import expand_paths
+from flavorfusion.tally import Tally
 
 if TYPE_CHECKING:
     from flavorfusion.data.grouping import Grouping

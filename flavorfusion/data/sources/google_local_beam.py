@@ -29,11 +29,10 @@ from omegaconf import OmegaConf
 
 from flavorfusion.data.jsonlines import line_reader, read_errors
 from flavorfusion.data.record import SCHEMA
-from flavorfusion.data.report import Tally, input_tally
+from flavorfusion.data.report import input_tally
 from flavorfusion.data.sources.google_local import (
     ORDER,
     BusinessIndex,
-    GoogleLocalSource,
     RecentReviews,
     group_rows,
     line_order,
@@ -42,12 +41,13 @@ from flavorfusion.data.sources.google_local import (
     scan_reviews,
 )
 from flavorfusion.errors import DataError
+from flavorfusion.tally import Tally
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
+    pass
 
 @dataclass(frozen=True)
-class PipelineSettings:
+class PrepareWorkerSettings:
     """The rules' settings as plain values; the grouping and the language identifier are rebuilt on
     each worker from their config (their models are not pickled)."""
 
@@ -62,7 +62,9 @@ class PipelineSettings:
     num_shards: int
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, source: GoogleLocalSource) -> PipelineSettings:
+    def from_job(cls, job) -> PrepareWorkerSettings:
+        """From the prepare job: its source, its config's `grouping` and `source.language_id`, its engine."""
+        cfg, source = job.cfg, job.source
         return cls(
             categories=source.categories,
             min_chars=source.min_chars,
@@ -74,11 +76,11 @@ class PipelineSettings:
             else None,
             lines_per_batch=cfg.engine.lines_per_batch,
             businesses_per_batch=cfg.engine.businesses_per_batch,
-            num_shards=cfg.engine.num_shards,
+            num_shards=job.engine.num_shards,
         )
 
 
-def expand_prepare(pipeline: beam.Pipeline, files: dict[str, list[str]], settings: PipelineSettings,
+def expand_prepare(pipeline: beam.Pipeline, files: dict[str, list[str]], settings: PrepareWorkerSettings,
                    shards: str) -> beam.PCollection:
     """The prepare graph on `pipeline`: Parquet shards `<shards>-*.parquet`; returns the PCollection of tallies."""
     p = pipeline
@@ -159,7 +161,7 @@ class ReadLineBatches(beam.DoFn):
 class ScanReviews(beam.DoFn):
     """A batch of review lines -> (gmap_id, (user_id, text, review)) per candidate; tally on the side."""
 
-    def __init__(self, settings: PipelineSettings):
+    def __init__(self, settings: PrepareWorkerSettings):
         self.min_chars, self.max_chars = settings.min_chars, settings.max_chars
         self._index: BusinessIndex | None = None
 
@@ -204,7 +206,7 @@ class CapReviews(beam.DoFn):
 class GroupRows(beam.DoFn):
     """A batch of restaurants -> Arrow tables of review-group rows (`group_rows`); tally on the side."""
 
-    def __init__(self, settings: PipelineSettings):
+    def __init__(self, settings: PrepareWorkerSettings):
         self.grouping_cfg, self.language_id_cfg = settings.grouping_cfg, settings.language_id_cfg
 
     def setup(self) -> None:

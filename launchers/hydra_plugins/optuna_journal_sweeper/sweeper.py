@@ -26,11 +26,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from flavorfusion.sweep_files import JOURNAL, TRIAL_ERROR, TRIAL_INTERRUPTED, TRIAL_JOB_DIR, TRIAL_OVERRIDES
+
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "optuna_journal.log"
 # user attributes of a trial, read back by `flavorfusion.study`
-ATTR_OVERRIDES, ATTR_ERROR, ATTR_JOB_DIR, ATTR_INTERRUPTED = "overrides", "error", "job_dir", "interrupted"
 
 
 class OptunaJournalSweeper(Sweeper):
@@ -71,7 +71,7 @@ class OptunaJournalSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        journal = str(self.params.get("journal") or sweep_dir / JOURNAL_NAME)
+        journal = str(self.params.get("journal") or sweep_dir / JOURNAL)
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
         name = str(self.params.get("study_name") or self.config.hydra.job.name)
         study = self._load_or_create(storage, name, directions)
@@ -124,7 +124,7 @@ class OptunaJournalSweeper(Sweeper):
         overrides = [fixed + [f"{key}={_encode(value)}" for key, value in t.params.items()] for t in trials]
         launchable = []
         for trial, job_overrides in zip(trials, overrides, strict=True):
-            trial.set_user_attr(ATTR_OVERRIDES, job_overrides)
+            trial.set_user_attr(TRIAL_OVERRIDES, job_overrides)
             error = self._composition_error(job_overrides)
             if error:  # a trial that can't compose must not take the others of its round down with it
                 _tell_failed(study, trial, error)
@@ -139,14 +139,14 @@ class OptunaJournalSweeper(Sweeper):
         for (trial, _), ret in zip(launchable, results, strict=True):
             job_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
             if job_dir or ret.working_dir:
-                trial.set_user_attr(ATTR_JOB_DIR, str(job_dir or ret.working_dir))
+                trial.set_user_attr(TRIAL_JOB_DIR, str(job_dir or ret.working_dir))
             try:
                 values = objective_values(ret.return_value, metric_names, len(study.directions))
             except Exception as err:  # the job raised, or returned nothing usable
                 _tell_failed(study, trial, str(err) if isinstance(err, TrialExitError) else _one_line(err))
                 continue
             study.tell(trial, values)
-            log.info("trial %d: %s -> %s", trial.number, " ".join(trial.user_attrs[ATTR_OVERRIDES][len(fixed):]),
+            log.info("trial %d: %s -> %s", trial.number, " ".join(trial.user_attrs[TRIAL_OVERRIDES][len(fixed):]),
                      values)
         return results
 
@@ -264,19 +264,19 @@ def _recover_interrupted(study) -> int:
 
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         trial = optuna.Trial(study, frozen._trial_id)
-        trial.set_user_attr(ATTR_INTERRUPTED, True)
-        trial.set_user_attr(ATTR_ERROR, "interrupted: the sweep stopped before this trial finished")
+        trial.set_user_attr(TRIAL_INTERRUPTED, True)
+        trial.set_user_attr(TRIAL_ERROR, "interrupted: the sweep stopped before this trial finished")
         study.tell(trial, state=TrialState.FAIL)
         study.enqueue_trial(frozen.params, skip_if_exists=False)
         log.warning("trial %d was interrupted: its parameters run again", frozen.number)
     finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=finished) if not t.user_attrs.get(ATTR_INTERRUPTED))
+    return sum(1 for t in study.get_trials(deepcopy=False, states=finished) if not t.user_attrs.get(TRIAL_INTERRUPTED))
 
 
 def _tell_failed(study, trial, error: str) -> None:
     from optuna.trial import TrialState
 
-    trial.set_user_attr(ATTR_ERROR, error)
+    trial.set_user_attr(TRIAL_ERROR, error)
     study.tell(trial, state=TrialState.FAIL)
     log.error("trial %d failed: %s", trial.number, error)
 
@@ -338,4 +338,4 @@ def _one_line(err: BaseException) -> str:
 
 
 def journal_path(sweep_dir: str | os.PathLike) -> str:
-    return os.path.join(os.fspath(sweep_dir), JOURNAL_NAME)
+    return os.path.join(os.fspath(sweep_dir), JOURNAL)

@@ -13,7 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ._engine import SUCCEEDED, JobOutcome
+from ._submission import SUCCEEDED, JobOutcome
 
 
 class JobFailedError(RuntimeError):

@@ -5,14 +5,39 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from flavorfusion.errors import ConfigError
 
-from .vertex import _ENV_NAME, _LABEL, REQUIRED_KEYS, parse_timeout, secret_version
-
 log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = {
+    "project": "the GCP project jobs run in",
+    "image_uri": "the training image (launchers/build_and_push.sh prints it)",
+    "staging_bucket": "a gs:// bucket for the jobs' outputs",
+}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+
+def parse_timeout(value: Any) -> int | None:
+    """Seconds from `3600`, `90m`, `24h` or `7d`; null means Vertex's default (7 days)."""
+    if value is None or str(value).strip() in ("", "null", "None"):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
+    if not match or int(match[1]) == 0:
+        raise ConfigError(f"hydra.launcher.timeout {value!r}: give seconds or a number with s, m, h or d (e.g. 24h)")
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def secret_version(ref: str, project: str) -> str:
+    """`wandb-api-key` -> projects/<project>/secrets/wandb-api-key/versions/latest; full names kept."""
+    if ref.startswith("projects/"):
+        return ref if "/versions/" in ref else f"{ref.rstrip('/')}/versions/latest"
+    return f"projects/{project}/secrets/{ref}/versions/latest"
+
 
 
 @dataclass

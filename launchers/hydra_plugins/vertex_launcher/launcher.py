@@ -14,6 +14,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from flavorfusion.sweep_files import VERTEX_JOBS
+
 from .config import VertexLauncherConf, VertexLocalLauncherConf
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,8 @@ class VertexLauncher(_SubmitAndPollLauncher):
 
     def _launch(self, jobs: list) -> Sequence[JobReturn]:
         from . import vertex
-        from ._engine import SUCCEEDED, JobOutcome, run_jobs
         from ._jobs import describe, job_return, save_job_record
+        from ._submission import SUCCEEDED, JobOutcome, run_jobs
         from .client import VertexJobClient
 
         assert self.config is not None
@@ -89,7 +91,7 @@ class VertexLauncher(_SubmitAndPollLauncher):
             vertex.write_job_spec(job, settings, vertex.build_custom_job(job, settings))
             save_job_record(job.composed)
         names = [f"#{job.num} {job.display_name}" for job in planned]
-        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", settings.run_id, [
+        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / VERTEX_JOBS, settings.run_id, [
             {"num": job.num, "display_name": job.display_name, "output_dir": job.output_uri,
              "overrides": list(job.composed.overrides)} for job in planned])
 
@@ -131,8 +133,8 @@ class VertexLocalLauncher(_SubmitAndPollLauncher):
     conf_class = VertexLocalLauncherConf
 
     def _launch(self, jobs: list) -> Sequence[JobReturn]:
-        from ._engine import run_jobs
         from ._jobs import describe, job_return
+        from ._submission import run_jobs
         from .local import LocalProcessBackend
 
         assert self.config is not None
@@ -140,7 +142,7 @@ class VertexLocalLauncher(_SubmitAndPollLauncher):
         backend = LocalProcessBackend(self.hydra_context, self.task_function, self.params.max_parallel)
         names = [f"#{job.num}" for job in jobs]
         # the same record as on Vertex, so that tools reading a sweep (flavorfusion.study) see one format
-        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / "vertex_jobs.yaml", self.launched_at, [
+        summary = _SweepSummary(Path(str(self.config.hydra.sweep.dir)) / VERTEX_JOBS, self.launched_at, [
             {"num": job.num, "display_name": f"local-{job.num}", "output_dir": job.local_dir,
              "overrides": list(job.overrides)} for job in jobs])
         summary.write()

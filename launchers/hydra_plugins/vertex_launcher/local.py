@@ -18,8 +18,8 @@ from typing import Any
 
 from hydra.types import HydraContext, TaskFunction
 
-from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
 from ._jobs import ComposedJob
+from ._submission import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
 
 log = logging.getLogger(__name__)
 

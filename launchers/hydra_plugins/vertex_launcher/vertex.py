@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,42 +17,15 @@ from flavorfusion.errors import ConfigError, DataError, FlavorFusionError
 from flavorfusion.tracking import sweep_group_name
 from flavorfusion.vertex_env import SECRET_ENV_PREFIX
 
-from ._engine import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
 from ._jobs import ComposedJob, job_hydra_config, split_config
-
-if TYPE_CHECKING:
-    from .config import VertexLauncherConf
+from ._submission import FAILED, PENDING, RUNNING, SUCCEEDED, JobState
+from .config import VertexLauncherConf
 
 log = logging.getLogger(__name__)
 
-REQUIRED_KEYS = {
-    "project": "the GCP project jobs run in",
-    "image_uri": "the training image (launchers/build_and_push.sh prints it)",
-    "staging_bucket": "a gs:// bucket for the jobs' outputs",
-}
 # hydra overrides that configure this launch, not the job; the job runs as a single run in its container
 _LAUNCH_ONLY_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper", "hydra.sweep",
                            "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-
-
-def parse_timeout(value: Any) -> int | None:
-    """Seconds from `3600`, `90m`, `24h` or `7d`; null means Vertex's default (7 days)."""
-    if value is None or str(value).strip() in ("", "null", "None"):
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
-    if not match or int(match[1]) == 0:
-        raise ConfigError(f"hydra.launcher.timeout {value!r}: give seconds or a number with s, m, h or d (e.g. 24h)")
-    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-
-
-def secret_version(ref: str, project: str) -> str:
-    """`wandb-api-key` -> projects/<project>/secrets/wandb-api-key/versions/latest; full names kept."""
-    if ref.startswith("projects/"):
-        return ref if "/versions/" in ref else f"{ref.rstrip('/')}/versions/latest"
-    return f"projects/{project}/secrets/{ref}/versions/latest"
-
 
 def check_command_matches_entry_point(command: list[str], main_module: str | None) -> None:
     """Started from flavorfusion.evaluate, a sweep must not run flavorfusion.train on the GPUs (or vice versa)."""
