@@ -102,15 +102,9 @@ def prepare_output(cfg: DictConfig, directory: bool = False) -> str:
     return output
 
 
-def validate_evaluate(cfg: DictConfig) -> None:
-    """`python -m flavorfusion.evaluate`: values set and in range."""
-    check_no_missing_values(cfg)
-    check_config(cfg)
-
-
-def validate_summarize(cfg: DictConfig) -> None:
-    """`python -m flavorfusion.summarize`: values set and in range (checked before the model loads or anything
-    generates)."""
+def validate(cfg: DictConfig) -> None:
+    """Every value set and in range, before anything loads: all `evaluate` and `summarize` check before they start;
+    the other stages check this and more (`validate_train`, `validate_prepare`, `validate_serve`)."""
     check_no_missing_values(cfg)
     check_config(cfg)
 

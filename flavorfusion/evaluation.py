@@ -417,9 +417,9 @@ def log_to_loggers(loggers: list, results: list[Result]) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """The evaluate stage: check the config, score every variant, write the report, log it."""
-    from flavorfusion.checks import validate_evaluate
+    from flavorfusion.checks import validate
 
-    validate_evaluate(cfg)
+    validate(cfg)
     results, examples = score_variants(cfg)
     paths = write_report(results, examples, cfg.output_dir, cfg.latency.new_tokens)
     loggers = instantiate_nodes(cfg.logger, "logger")

@@ -44,9 +44,18 @@ def composition_error_line(err: BaseException) -> str:
     return re.sub(r"\s+", " ", str(err)).strip()
 
 
-# a key naming a secret itself (`serve.api_key`, `+x.token`, `password`), not where to find it (`api_key_env`)
-_SECRET_KEY = re.compile(r"(^|[._])(api_?key|token|password|secret)$", re.IGNORECASE)
+# a key naming a secret itself (`serve.api_key`, `+x.token`, `password`), not where to find it (`serve.api_key_env`,
+# `serve.api_key_secret`, the launcher's `secrets.NAME` map of Secret Manager names)
+_SECRET_VALUE = re.compile(r"(api_?key|token|password|passwd|secret)$", re.IGNORECASE)
+_SECRET_REFERENCE = ("_env", "_secret", "_file", "_path")
 _OVERRIDE_KEY = re.compile(r"^[+~]*([\w.@/-]+)=")
+
+
+def names_a_secret(key: str) -> bool:
+    parts = key.lower().split(".")
+    if "secrets" in parts[:-1] or parts[-1].endswith(_SECRET_REFERENCE):
+        return False
+    return bool(_SECRET_VALUE.search(parts[-1]))
 
 
 def refuse_secrets(overrides: list[str]) -> None:
@@ -54,7 +63,7 @@ def refuse_secrets(overrides: list[str]) -> None:
     Hydra composes or writes anything, whatever the key's prefix (`+serve.api_key=...` too)."""
     for override in overrides:
         match = _OVERRIDE_KEY.match(override)
-        if match and _SECRET_KEY.search(match[1]):
+        if match and names_a_secret(match[1]):
             key = match[1]
             raise ConfigError(f"{key}: a secret never goes on the command line (it would be kept in the shell's "
                               "history and the run's .hydra/ directory); put it in an environment variable and "

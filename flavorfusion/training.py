@@ -82,7 +82,7 @@ def _fit_and_export(cfg: DictConfig, built: Built) -> TrainResult:
 # ---- check -------------------------------------------------------------------------------------------
 
 def check(cfg: DictConfig) -> None:
-    validate_train(cfg)  # before the model loads: a wrong data.path costs no 1.8 GB download
+    validate_train(cfg)  # before the model loads: a wrong data.path costs no download of the model
     configure_on_vertex()  # multi-node addresses and secrets, in a Vertex AI job only
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.float32_matmul_precision)  # "high": TF32 matmuls on Ampere+

@@ -14,8 +14,8 @@ from flavorfusion.checks import (
     check_no_missing_values,
     check_summarize_output,
     prepare_output,
+    validate,
     validate_serve,
-    validate_summarize,
 )
 from flavorfusion.config import check_config
 from flavorfusion.errors import ConfigError
@@ -99,7 +99,7 @@ def test_model_limits_boundary():
 
 def test_summarize_output_must_be_a_writable_file(tmp_path):
     base = ["model.name_or_path=/some/export", "data.path=groups.parquet"]
-    validate_summarize(composed("summarize", [*base, f"output={tmp_path}/s.parquet"]))
+    validate(composed("summarize", [*base, f"output={tmp_path}/s.parquet"]))
     check_summarize_output(composed("summarize", [*base, f"output={tmp_path}/s.parquet"]), directory=False)
     with pytest.raises(ConfigError, match=rf"^output={tmp_path} is a directory"):
         check_summarize_output(composed("summarize", [*base, f"output={tmp_path}"]), directory=False)

@@ -141,17 +141,23 @@ def test_a_wrong_type_names_the_key_and_the_expected_type_from_the_command_line(
                                       "to Integer (from trainer.max_epochs=abc)")
 
 
+MARKDOWN = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+            *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("**/*.md"))]
+
+
 def readme_commands() -> list[list[str]]:
-    """Every `python -m flavorfusion.<stage> ...` command of the README (continuation lines joined), as arguments;
-    the README's `...` placeholders become `x`. `flavorfusion.study DIR` reads a sweep directory, it composes no
-    config."""
-    lines = (ROOT / "README.md").read_text().replace("\\\n", " ").splitlines()
+    """Every `python -m flavorfusion.<stage> ...` command of every Markdown file of the repository (continuation
+    lines joined), as arguments after the file's name; `...` placeholders become `x`. `flavorfusion.study DIR`
+    reads a sweep directory, it composes no config."""
     commands = []
-    for line in lines:
-        if line.startswith("python -m flavorfusion.") and not line.startswith("python -m flavorfusion.study"):
-            words = shlex.split(line.split("  #")[0])
-            words = [w.replace("...", "x") for w in words if w != "..."]
-            commands.append(words[2:])
+    for name in MARKDOWN:
+        lines = (ROOT / name).read_text().replace("\\\n", " ").splitlines()
+        for line in lines:
+            line = line.strip()
+            if line.startswith("python -m flavorfusion.") and not line.startswith("python -m flavorfusion.study"):
+                words = shlex.split(line.split("  #")[0])
+                words = [w.replace("...", "x") for w in words if w != "..."]
+                commands.append([name, *words[2:]])
     return commands
 
 
@@ -160,11 +166,25 @@ def first_sweep_value(override: str) -> str:
     return f"{key}={value.split(',')[0]}" if "," in value and not value.startswith(("[", "{", "'")) else override
 
 
+def documented_launcher_config(directory) -> str:
+    """docs/vertex.md's own launcher config (`conf/hydra/launcher/vertex_mine.yaml`), written where a user would put
+    it, as a config search path: the commands that select it compose with it."""
+    text = (ROOT / "docs" / "vertex.md").read_text()
+    block = text.split("`conf/hydra/launcher/vertex_mine.yaml`:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    path = directory / "hydra" / "launcher" / "vertex_mine.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(block)
+    return f"hydra.searchpath=[file://{directory}]"
+
+
 @pytest.fixture(scope="module")
 def readme_results(tmp_path_factory):
     cases = []
-    for command in readme_commands():
+    search_path = documented_launcher_config(tmp_path_factory.mktemp("user_conf"))
+    for _, *command in readme_commands():
         args = [a for a in command[1:] if a not in ("--cfg", "job")]
+        if "hydra/launcher=vertex_mine" in args:
+            args.append(search_path)
         if "-m" in args:  # a sweep: the config of its first job (Hydra's --cfg takes no -m)
             args = [first_sweep_value(a) for a in args if a != "-m"]
         cases.append((command[0].removeprefix("flavorfusion."), ["--cfg", "job", *args]))
@@ -179,5 +199,7 @@ def test_every_readme_command_composes_with_cfg_job(index, readme_results):
 
 
 def test_the_readme_has_commands_for_every_stage():
-    assert {c[0] for c in readme_commands()} >= {f"flavorfusion.{s}" for s in
-                                                   ("train", "prepare", "evaluate", "summarize", "serve")}
+    assert {c[1] for c in readme_commands() if c[0] == "README.md"} >= {f"flavorfusion.{s}" for s in
+                                                                        ("train", "prepare", "evaluate", "summarize",
+                                                                         "serve")}
+    assert {c[0] for c in readme_commands()} >= {"README.md", "docs/serving.md", "experiments/README.md"}

@@ -29,7 +29,7 @@ def size_on_disk(directory: str) -> int:
 
 def zipped_size(directory: str) -> int:
     """Bytes of the weight files zipped with deflate: zeros and repeated values compress, which is how
-    the original code saw unstructured pruning pay (1.66 -> 1.49 GB)."""
+    the original code saw unstructured pruning pay (its zipped size; docs/compression.md)."""
     with tempfile.TemporaryFile() as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in weight_files(directory):

@@ -12,6 +12,9 @@ from flavorfusion.config.schema import Schema, require
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 
 
+# the original code's CSV joins a group's reviews in one cell with this (and its Cloud Functions' `?text=`)
+REVIEW_SEPARATOR = "|||||"
+
 @dataclass
 class ColumnsConf(Schema):
     id: str = "id"
@@ -30,7 +33,7 @@ class DataConf(Schema):
     path: Any = MISSING  # a path, a glob or a list of them; local or gs://
     format: str | None = None
     columns: ColumnsConf = field(default_factory=ColumnsConf)
-    review_separator: str = "|||||"
+    review_separator: str = REVIEW_SEPARATOR
     streaming: bool = False
     shuffle_buffer: int = 1000
     test_ratio: float = 0.1

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
+from flavorfusion.config.data import REVIEW_SEPARATOR
+
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -36,7 +38,7 @@ REQUIRED = ("id", "reviews")
 # what a group may carry besides its reviews and summary (the fields of `ReviewGroup` after `summary`)
 OPTIONAL_FIELDS = ("business_id", "name", "address", "group", "group_confidence", "n_reviews")
 # written by the original code's CSV: one cell of reviews joined by this separator
-CSV_REVIEW_SEPARATOR = "|||||"
+CSV_REVIEW_SEPARATOR = REVIEW_SEPARATOR
 CSV_COLUMNS = ("id", "summary", "review_str")
 
 

@@ -2,11 +2,9 @@
 `generate_ids`.
 
 Speed: on CUDA it decodes with Hugging Face's static KV cache, whose fixed shapes let `generate` compile each
-decoding step (`torch.compile`, mode "reduce-overhead": CUDA graphs). On an H200 at PRIMERA's shape (bf16,
-1024 source -> 128 new tokens) HF's static cache took batch 1 from 1.18 s to 0.41 s and batch 64 from 36.7
-to 70.9 summaries/s over the dynamic cache (measured before the fixes below, which add no per-step work beyond
-one small mask per layer). The first call compiles for 20-30 s; later calls with the same shapes reuse
-the compiled step (new batch sizes or source lengths recompile). On CPU, and for beam search (which transformers
+decoding step (`torch.compile`, mode "reduce-overhead": CUDA graphs); the measured gain is in the README
+("Performance anchors" of DESIGN.md, and `benchmarks/bench_generate.py`). The first call compiles; later calls with
+the same shapes reuse the compiled step (new batch sizes or source lengths recompile). On CPU, and for beam search (which transformers
 never compiles), the dynamic cache stays the default: uncompiled, the static cache is no faster.
 
 Correctness: the static cache is wrong on LED as transformers ships it (checked up to 5.24).

@@ -105,7 +105,7 @@ class Summarizer(L.LightningModule):
         if batch["labels"].shape[1] > 0:
             self.log("val/loss", self(batch), prog_bar=True, batch_size=len(batch["input_ids"]), sync_dist=True)
         # the dynamic cache: validation batches vary in length and are few, so compiling a static-cache step per
-        # shape (20-30 s each on a GPU) would not pay
+        # shape (a compile per new shape on a GPU) would not pay
         ids = self.generate_ids(batch, cache="dynamic")
         self._gen_lengths += (ids != self.tokenizer.pad_token_id).sum(dim=1).tolist()
         self._predictions += self.decode(ids)

@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from flavorfusion import contrast
-from flavorfusion.checks import check_summarize_output, validate_summarize
+from flavorfusion.checks import check_summarize_output, validate
 from flavorfusion.engines import FAILED_DIR, Engine
 from flavorfusion.runs import build
 from flavorfusion.summarization.local import TableContrast, failed_path, parts_dir, run_local, summaries_of
@@ -110,7 +110,7 @@ class SummarizeJob:
 
 
 def summarize(cfg: DictConfig) -> SummarizeReport:
-    validate_summarize(cfg)  # before the model loads or anything generates
+    validate(cfg)  # before the model loads or anything generates
     engine = build(cfg, "engine")
     check_summarize_output(cfg, directory=engine.writes_directory)
     output = str(cfg.output)

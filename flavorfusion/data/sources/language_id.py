@@ -17,9 +17,9 @@ CONFIDENCE_DIGITS = 6
 class LanguageIdentifier:
     """Identifies the language of original (pre-translation) review texts with lingua, offline.
 
-    lingua ships its n-gram models inside the wheel, so nothing is downloaded. With all 75 languages
-    in high-accuracy mode it holds about 1 GB of models; `languages` (ISO 639-1 codes) or
-    `low_accuracy=true` (about 200 MB, weaker on texts under ~120 characters) make it smaller.
+    lingua ships its n-gram models inside the wheel, so nothing is downloaded. All 75 languages in high-accuracy
+    mode hold the most models in memory; `languages` (ISO 639-1 codes) or `low_accuracy=true` (weaker on short
+    texts) hold fewer (docs/prepare.md has the measured sizes).
     """
 
     def __init__(
