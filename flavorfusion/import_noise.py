@@ -1,7 +1,11 @@
-"""Drops the log lines torchao prints on import on a CPU-only torch, which nobody running FlavorFusion can act on."""
+"""Drops the lines libraries print that nobody running FlavorFusion can act on: torchao's on import on a CPU-only
+torch, absl's "Using default tokenizer." (rouge_score), gcsfs's experimental-features note, Lightning's litlogger
+tip and its `_pytree` deprecation warning. (transformers' per-file progress bars when saving or loading a model are
+turned off where models load, `models/loading.py`: the stages log what they load and save.)"""
 
 import logging
 import re
+import warnings
 
 # transformers 5.x imports torchao in every process that touches a model class whenever torchao is installed
 # (modeling_utils -> integrations/finegrained_fp8 -> quantizers/auto -> quantizers/quantizer_torchao, which runs
@@ -48,3 +52,18 @@ def drop_torchao_import_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _TorchaoImportNoise) for f in logger.filters):
             logger.addFilter(_TorchaoImportNoise())
+
+
+class _Advert(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_libraries() -> None:
+    """The other libraries' lines above; warnings and errors of those loggers stay."""
+    for name in ("absl", "gcsfs"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _Advert) for f in rank_zero.filters):
+        rank_zero.addFilter(_Advert())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")

@@ -71,6 +71,39 @@ def refuse_secrets(overrides: list[str]) -> None:
                               "serve.api_key_secret=projects/P/secrets/S/versions/latest")
 
 
+def stage_help(config_name: str) -> str:
+    """`--help` of one stage: the usage and description at the top of conf/<stage>.yaml, the groups its defaults
+    list composes with their options (the files of conf/<group>/, those starting with `_` left out), and where
+    its keys are. Hydra's own help would list every group of conf/ and the schemas registered for them."""
+    import yaml
+
+    path = os.path.join(CONFIG_DIR, f"{config_name}.yaml")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    header = []
+    for line in text.splitlines():  # the comment block at the top of the file
+        if not line.startswith("#"):
+            break
+        header.append(line[2:] if line.startswith("# ") else line[1:])
+    lines = [*header, "", "Groups (GROUP=OPTION; the default first):"]
+    for entry in yaml.safe_load(text).get("defaults") or []:
+        if not isinstance(entry, dict):
+            continue
+        (key, default), = entry.items()
+        key = key.removeprefix("optional ").removeprefix("override ")
+        group, _, target = key.partition("@")
+        if group.startswith("hydra") or default is None and group != "experiment":
+            continue
+        directory = os.path.join(CONFIG_DIR, group)
+        options = sorted(f.removesuffix(".yaml") for f in os.listdir(directory)
+                         if f.endswith(".yaml") and not f.startswith("_")) if os.path.isdir(directory) else []
+        options = ([str(default)] if default in options else []) + [o for o in options if o != default]
+        lines.append(f"  {target or group}: {', '.join(options)}")
+    lines += ["", f"Every key, with its value: python -m flavorfusion.{config_name} --cfg job [overrides]",
+              f"What each key does: conf/{config_name}.yaml and conf/<group>/<option>.yaml (comments beside the keys)"]
+    return "\n".join(lines)
+
+
 def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """`@hydra.main` on conf/<config_name>.yaml for a stage's entry point, with one error contract: a config that does
     not compose (wrong type, unknown key, unknown option) and a FlavorFusionError raised by the stage each end as
@@ -82,6 +115,9 @@ def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]
 
         @functools.wraps(task)
         def main() -> Any:
+            if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+                print(stage_help(config_name))
+                raise SystemExit(0)
             try:
                 refuse_secrets(sys.argv[1:])
             except ConfigError as err:

@@ -40,3 +40,17 @@ def test_console_scripts_find_the_config_from_any_directory(stage, tmp_path):
                             timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "_target_: flavorfusion." in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["train", "prepare", "evaluate", "summarize", "serve"])
+def test_help_lists_the_stages_own_groups_and_no_schemas(stage):
+    result = run_module(f"flavorfusion.{stage}", "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"python -m flavorfusion.{stage}")
+    assert "_schema" not in result.stdout and "_summarizer" not in result.stdout
+    groups = {line.split(":")[0].strip() for line in result.stdout.split("Groups")[1].splitlines()[1:] if ": " in line
+              and line.startswith("  ")}
+    own = {"train": {"trainer", "callbacks", "prune", "quantize"}, "prepare": {"source", "grouping", "translate"},
+           "evaluate": {"model", "contrast"}, "summarize": {"engine", "contrast"}, "serve": {"data", "generation"}}
+    assert own[stage] <= groups
+    if stage in ("summarize", "serve"):  # training's groups are not theirs
+        assert not groups & {"trainer", "callbacks", "prune", "quantize", "experiment", "source", "translate"}

@@ -92,10 +92,10 @@ class ReviewGroupDataModule(L.LightningDataModule):
         if self.skipped:
             log.warning("skipped %d of %d review groups: %s", sum(self.skipped.values()), len(rows),
                         dict(self.skipped))
-        rows = rows.filter(lambda skip: not skip, input_columns="skip")
+        rows = rows.filter(lambda skip: not skip, input_columns="skip", desc="drop skipped groups")
         map_kwargs = {"batched": True, "remove_columns": rows.column_names, "num_proc": hp.num_proc}
-        train_rows = rows.filter(lambda i: not is_val(i), input_columns="id")
-        val_rows = rows.filter(is_val, input_columns="id")
+        train_rows = rows.filter(lambda i: not is_val(i), input_columns="id", desc="split: training groups")
+        val_rows = rows.filter(is_val, input_columns="id", desc="split: validation groups")
         if len(train_rows) == 0 or len(val_rows) == 0:
             raise DataError(
                 f"data.test_ratio={hp.test_ratio} leaves {len(train_rows)} training and {len(val_rows)} "

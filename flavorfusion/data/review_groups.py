@@ -1,6 +1,7 @@
 """Review groups from tables (CSV/TSV/JSONL/Parquet, local or gs://): column mapping onto the record
 (`flavorfusion.data.record`) and the train/validation split."""
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -167,12 +168,14 @@ class ReviewTable:
             # every column a string: an empty summary is "", not NaN, and ids keep leading zeros
             kwargs["keep_default_na"] = False
             kwargs["features"] = datasets.Features({c: datasets.Value("string") for c in present})
-        raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=self.streaming,
-                                    storage_options=self.storage_options, **kwargs)
-        if self.subset:
-            raw = raw.take(self.subset) if self.streaming else raw.select(range(min(self.subset, len(raw))))
-        map_kwargs = {} if self.streaming else {"num_proc": self.num_proc, "desc": "normalize review groups"}
-        return raw.map(normalizer, batched=True, remove_columns=raw.column_names, **map_kwargs)
+        # reading and normalizing a table takes seconds: its progress bars tell a user nothing to act on
+        with quiet_progress(datasets):
+            raw = datasets.load_dataset(builder, data_files=files, split="train", streaming=self.streaming,
+                                        storage_options=self.storage_options, **kwargs)
+            if self.subset:
+                raw = raw.take(self.subset) if self.streaming else raw.select(range(min(self.subset, len(raw))))
+            map_kwargs = {} if self.streaming else {"num_proc": self.num_proc}
+            return raw.map(normalizer, batched=True, remove_columns=raw.column_names, **map_kwargs)
 
     def records(self, skipped: Counter) -> Iterator[ReviewGroup]:
         """Every usable group as a record, as the rows stream; skipped rows are counted by reason in `skipped`."""
@@ -189,3 +192,15 @@ class ReviewTable:
         if skipped:
             log.warning("skipped %d review groups: %s", sum(skipped.values()), dict(skipped))
         return groups, skipped
+
+
+@contextlib.contextmanager
+def quiet_progress(datasets) -> Iterator[None]:
+    """datasets' progress bars off within the block (as they were after)."""
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()

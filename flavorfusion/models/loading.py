@@ -8,6 +8,7 @@ import tempfile
 
 from tokenizers import AddedToken
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 from flavorfusion.config.model import ModelSource
 from flavorfusion.data.encoding import DOC_SEP
@@ -18,6 +19,7 @@ from flavorfusion.models.quantized import is_quantized_export, load_quantized, r
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "flavorfusion.yaml"  # the composed run config, saved beside the weights
+transformers_logging.disable_progress_bar()  # one bar per weight file or tensor group: the stages log loads and saves
 
 
 def download_wandb_artifact(reference: str, root: str | None = None) -> str:
