@@ -54,7 +54,7 @@ from flavorfusion.data.grouping import (  # noqa: E402
     SurnameGrouping,
     decide_language,
 )
-from flavorfusion.data.scripts import main_script  # noqa: E402
+from flavorfusion.data.writing_systems import main_script  # noqa: E402
 
 # language -> the Faker locales its texts come from (word lists of real words; he_IL's is a Hebrew
 # transliteration of lorem ipsum, so Hebrew is left out)

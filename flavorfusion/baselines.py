@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from flavorfusion.metrics import split_sentences
+from flavorfusion.rouge import split_sentences
 
 
 def _tfidf(texts: list[str]):

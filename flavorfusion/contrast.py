@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from flavorfusion.config.contrast import ContrastConf
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.selection import ReviewSelection
-from flavorfusion.metrics import split_sentences
+from flavorfusion.rouge import split_sentences
 
 _WORD = re.compile(r"[^\W\d_]+")
 # what a tokenizer splitting on apostrophes leaves of contractions ("don't" -> "don", "t"), beside sklearn's list

@@ -6,13 +6,13 @@ The entry point composes the config and reports user errors in one line; the sta
 
 from omegaconf import DictConfig
 
-from flavorfusion.evaluation import run
+from flavorfusion.evaluation import evaluate
 from flavorfusion.runs import hydra_entry_point
 
 
 @hydra_entry_point("evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

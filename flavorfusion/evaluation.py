@@ -24,8 +24,8 @@ from flavorfusion.data.review_groups import ReviewTable, in_validation
 from flavorfusion.data.selection import ReviewSelection
 from flavorfusion.errors import DataError
 from flavorfusion.io import atomic_output
-from flavorfusion.metrics import SCORE_NAMES, rouge_per_example
 from flavorfusion.models.runtime import InferenceRuntime, Placement
+from flavorfusion.rouge import SCORE_NAMES, rouge_per_example
 from flavorfusion.runs import instantiate_nodes
 
 log = logging.getLogger(__name__)
@@ -415,7 +415,7 @@ def log_to_loggers(loggers: list, results: list[Result]) -> None:
             logger.log_table(key="evaluate/report", columns=COLUMNS, data=[[row[c] for c in COLUMNS] for row in rows])
 
 
-def run(cfg: DictConfig) -> dict:
+def evaluate(cfg: DictConfig) -> dict:
     """The evaluate stage: check the config, score every variant, write the report, log it."""
     from flavorfusion.checks import validate
 

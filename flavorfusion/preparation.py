@@ -24,7 +24,7 @@ from flavorfusion.data.translate import Translator
 from flavorfusion.data.writer import DiscardWriter, open_writer, output_file, output_format
 from flavorfusion.engines import Engine, Tally
 from flavorfusion.errors import ConfigError
-from flavorfusion.runs import build
+from flavorfusion.runs import instantiate_node
 
 
 @dataclass
@@ -76,10 +76,10 @@ class PrepareJob:
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     validate_prepare(cfg)
-    source = build(cfg, "source")
-    grouping = build(cfg, "grouping")
-    translator = build(cfg, "translate")
-    engine = build(cfg, "engine")
+    source = instantiate_node(cfg, "source")
+    grouping = instantiate_node(cfg, "grouping")
+    translator = instantiate_node(cfg, "translate")
+    engine = instantiate_node(cfg, "engine")
     progress = bool(cfg.get("progress", True))
     try:
         if translator.dry_run:

@@ -156,7 +156,7 @@ def instantiate_nodes(nodes: DictConfig | None, key: str) -> list:
     return built
 
 
-def build(cfg: DictConfig, key: str, **kwargs) -> Any:
+def instantiate_node(cfg: DictConfig, key: str, **kwargs) -> Any:
     """`instantiate(cfg[key])`, but a user error raised while building surfaces as itself, and any other
     failure to build (unknown `_target_`, a wrong argument) as a ConfigError naming `key`."""
     try:

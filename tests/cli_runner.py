@@ -1,4 +1,4 @@
-"""Runs many entry-point command lines in one fresh process (tests/test_config_contract.py): each as
+"""Runs many entry-point command lines in one fresh process (tests/test_config_bad_overrides.py): each as
 `python -m flavorfusion.<stage> args...` would, with its exit status and stderr recorded, so that a table of bad
 overrides costs one interpreter start instead of one per case. Reads a JSON list of [stage, args] on stdin, writes a
 JSON list of [exit status, stderr, stdout] on stdout."""

@@ -134,7 +134,7 @@ def test_through_serve_a_request_alone_and_among_15_others_gets_the_same_summary
 def test_evaluate_reports_the_same_rouge_for_int8_at_batch_size_1_and_16(exports, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     from .conftest import CONF
     from .test_evaluate import QUICKSTART_DATA

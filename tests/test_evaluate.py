@@ -82,7 +82,7 @@ def test_train_writes_the_quantized_export_beside_the_fp_one(exports):
 
 
 def test_report_over_exports_and_baselines(exports, tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     fp_dir, int8_dir = exports
     out = run(compose_evaluate([f"model.name_or_path={fp_dir}", f"models=[{int8_dir}]", *FAST_EVAL], tmp_path))
@@ -103,14 +103,14 @@ def test_report_over_exports_and_baselines(exports, tmp_path):
 
 
 def test_a_baseline_alone_needs_no_model(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", *FAST_EVAL], tmp_path))
     assert [r.variant for r in out["results"]] == ["lexrank", "centroid_review"]  # lexrank once
 
 
 def test_wandb_logger_gets_the_report_table(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     out = run(compose_evaluate(["model=lexrank", "baselines.random_review=null", "baselines.lexrank=null",
                                 "logger=wandb", *FAST_EVAL], tmp_path))
@@ -122,7 +122,7 @@ def test_wandb_logger_gets_the_report_table(tmp_path):
 
 
 def test_export_directory_without_weights_names_the_key(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -216,7 +216,7 @@ def print_figures(title: str, figures: dict) -> None:
 
 
 def test_fewsum_style_sample_reports_rouge_averaged_over_references(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     sample = tmp_path / "fewsum_sample.tsv"
     write_fewsum_sample(sample)
@@ -229,7 +229,7 @@ def test_fewsum_style_sample_reports_rouge_averaged_over_references(tmp_path):
 @pytest.mark.skipif(not (FEWSUM_AMAZON / "test.csv").is_file(),
                     reason=f"the FewSum Amazon split is not on this machine ({FEWSUM_AMAZON}/test.csv)")
 def test_fewsum_amazon_test_split_reports_rouge_averaged_over_references(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     # FewSum's files are tab-separated despite the .csv suffix
     out = run(compose_evaluate([*FAST_FEWSUM, f"data.path={FEWSUM_AMAZON / 'test.csv'}", "data.format=tsv"],
@@ -240,7 +240,7 @@ def test_fewsum_amazon_test_split_reports_rouge_averaged_over_references(tmp_pat
 
 
 def test_max_aggregation_makes_the_main_columns_the_best_reference(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     sample = tmp_path / "fewsum_sample.tsv"
     write_fewsum_sample(sample, n_groups=4)
@@ -252,7 +252,7 @@ def test_max_aggregation_makes_the_main_columns_the_best_reference(tmp_path):
 
 
 def test_bad_multi_reference_fails_before_loading_anything(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     with pytest.raises(ConfigError, match=r"^metrics\.multi_reference=median must be one of mean, max$"):
         run(compose_evaluate([*FAST_FEWSUM, "data.path=/nonexistent.tsv", "metrics.multi_reference=median"],
@@ -273,7 +273,7 @@ def test_write_report_leaves_no_partial_file(tmp_path):
 def test_specificity_per_variant_with_its_floor_and_ceiling_and_rouge_by_group(tmp_path):
     """Restaurants whose groups dwell on different themes: LexRank within each group is specific far above chance,
     one LexRank summary shared by a restaurant's groups is at chance or below, and ROUGE is broken down by group."""
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     from .contrast_data import write_restaurants
 

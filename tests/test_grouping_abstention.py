@@ -17,8 +17,8 @@ from flavorfusion.data.grouping import (
     SurnameGrouping,
     decide_language,
 )
-from flavorfusion.data.scripts import main_script
 from flavorfusion.data.sources.language_id import LanguageIdentifier
+from flavorfusion.data.writing_systems import main_script
 from flavorfusion.errors import ConfigError
 from flavorfusion.prepare import prepare
 from tests.test_prepare_google_local import compose_prepare, meta, review, translated

@@ -104,7 +104,7 @@ def test_the_beam_driver_hashes_without_loading(export, tmp_path, monkeypatch):
 
     from flavorfusion.data.record import ReviewGroup, to_table
     from flavorfusion.data.writer import open_writer
-    from flavorfusion.runs import build
+    from flavorfusion.runs import instantiate_node
     from flavorfusion.summarization import SummarizeJob
 
     from .conftest import CONF
@@ -116,7 +116,7 @@ def test_the_beam_driver_hashes_without_loading(export, tmp_path, monkeypatch):
         cfg = compose("summarize", overrides=[f"model.name_or_path={export}", f"data.path={path}", "engine=beam",
                                               f"output={tmp_path / 'out'}"])
     no_loading(monkeypatch)
-    settings = SummarizeJob(cfg, build(cfg, "engine")).worker_settings()
+    settings = SummarizeJob(cfg, instantiate_node(cfg, "engine")).worker_settings()
     assert settings.provenance["model_sha256"] == files_sha256(export) and settings.runtime.model is None
     assert settings.buckets[-1] < settings.runtime.source_limit
 

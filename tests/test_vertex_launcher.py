@@ -20,11 +20,8 @@ from hydra_plugins.vertex_launcher import client as client_module
 from hydra_plugins.vertex_launcher._jobs import JobFailedError
 from hydra_plugins.vertex_launcher._submission import FAILED, RUNNING, SUCCEEDED, JobState, run_jobs
 from hydra_plugins.vertex_launcher.client import VertexJobClient
-from hydra_plugins.vertex_launcher.vertex import (
-    forwarded_hydra_overrides,
-    override,
-    parse_timeout,
-)
+from hydra_plugins.vertex_launcher.config import parse_timeout
+from hydra_plugins.vertex_launcher.vertex import forwarded_hydra_overrides, override
 from omegaconf import OmegaConf
 
 from flavorfusion.errors import ConfigError

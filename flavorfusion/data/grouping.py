@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from flavorfusion.data.scripts import SCRIPT_LANGUAGE, main_script
+from flavorfusion.data.writing_systems import SCRIPT_LANGUAGE, main_script
 from flavorfusion.errors import ConfigError
 
 UNKNOWN = "unknown"

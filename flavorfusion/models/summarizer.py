@@ -9,9 +9,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from flavorfusion.config.generation import GenerationConf
-from flavorfusion.metrics import ROUGE_TYPES, rouge
 from flavorfusion.models import loading, tiny
 from flavorfusion.models.generation import MODEL_INPUTS, generate_ids
+from flavorfusion.rouge import ROUGE_TYPES, rouge
 
 log = logging.getLogger(__name__)
 

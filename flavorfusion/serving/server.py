@@ -1,4 +1,4 @@
-"""`run(cfg)`: the server of `python -m flavorfusion.serve`: the variants, the page's catalog, the API key, the
+"""`serve(cfg)`: the server of `python -m flavorfusion.serve`: the variants, the page's catalog, the API key, the
 routes Vertex AI names, and uvicorn with the connection layer of `serving/connections.py`."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def port_of(cfg: DictConfig) -> int:
     return int(cfg.serve.port)
 
 
-def run(cfg: DictConfig) -> None:
+def serve(cfg: DictConfig) -> None:
     import uvicorn
 
     validate_serve(cfg)  # schema ranges (flavorfusion.config.serve) and the summaries file

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from flavorfusion import contrast
 from flavorfusion.checks import check_summarize_output, validate
 from flavorfusion.engines import FAILED_DIR, Engine
-from flavorfusion.runs import build
+from flavorfusion.runs import instantiate_node
 from flavorfusion.summarization.local import TableContrast, failed_path, parts_dir, run_local, summaries_of
 from flavorfusion.summarization.rules import OUTPUT_SCHEMA, contrast_path, write_contrast
 from flavorfusion.tally import Tally
@@ -111,16 +111,12 @@ class SummarizeJob:
 
 def summarize(cfg: DictConfig) -> SummarizeReport:
     validate(cfg)  # before the model loads or anything generates
-    engine = build(cfg, "engine")
+    engine = instantiate_node(cfg, "engine")
     check_summarize_output(cfg, directory=engine.writes_directory)
     output = str(cfg.output)
-    beam_settings = None
+    job = SummarizeJob(cfg, engine)
     if engine.writes_directory:
-        from flavorfusion.summarization.beam import BeamSummarize
-
-        # the driver checks what workers will read: the input's files and columns, and the model's files
-        beam_settings = BeamSummarize.from_config(cfg, engine)
-    job = SummarizeJob(cfg, beam_settings=beam_settings)
+        job.worker_settings()  # the driver checks what workers will read before anything runs
     if engine.dry_run:
         dry_run = engine.dry_run_job(job)
         print(dry_run.text())

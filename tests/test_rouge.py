@@ -4,7 +4,7 @@ from rouge_score import rouge_scorer
 
 from flavorfusion import baselines
 from flavorfusion.errors import ConfigError
-from flavorfusion.metrics import rouge, rouge_per_example, sentence_lines, split_sentences
+from flavorfusion.rouge import rouge, rouge_per_example, sentence_lines, split_sentences
 
 from .conftest import compose_train
 
@@ -40,7 +40,7 @@ MAX = {"rouge1": 100 * 4 / 7, "rouge2": 100 * 2 / 5, "rougeL": 100 * 4 / 7}
 
 
 def test_hand_example_per_reference():
-    from flavorfusion.metrics import aggregate, rouge_per_reference
+    from flavorfusion.rouge import aggregate, rouge_per_reference
 
     per_reference = rouge_per_reference(PREDICTION, REFERENCES)
     expected = [{"rouge1": 100 * 4 / 7, "rouge2": 100 * 2 / 5, "rougeL": 100 * 4 / 7},

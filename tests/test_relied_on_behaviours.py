@@ -364,7 +364,7 @@ def test_val_samples_table_is_logged_with_the_generated_rows(probed_run):
 # ---- evaluate split=validation -----------------------------------------------------------------------------
 
 def test_evaluate_split_validation_scores_exactly_the_held_out_groups(tmp_path):
-    from flavorfusion.evaluate import run
+    from flavorfusion.evaluation import evaluate as run
 
     from .test_evaluate import FAST_EVAL, compose_evaluate
 

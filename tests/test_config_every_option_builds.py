@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from flavorfusion.config import check_config
-from flavorfusion.runs import build, instantiate_nodes
+from flavorfusion.runs import instantiate_node, instantiate_nodes
 
 from .conftest import CONF, compose_train
 
@@ -142,7 +142,7 @@ def test_every_prepare_option_is_instantiated(group, tmp_path, monkeypatch):
             overrides += ["engine.dataflow.project=my-project", "engine.dataflow.temp_location=gs://my-bucket/tmp",
                           "engine.dataflow.sdk_container_image=my-image"]
         cfg = _prepare(overrides, tmp_path)
-        built = build(cfg, group)
+        built = instantiate_node(cfg, group)
         assert isinstance(built, get_class(cfg[group]._target_)), (group, option)
 
 
@@ -156,7 +156,7 @@ def test_every_source_option_is_instantiated(option, tmp_path):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("prepare", overrides=[f"output={tmp_path}/g.parquet", f"source={option}", *extra])
         check_config(cfg)
-    source = build(cfg, "source")
+    source = instantiate_node(cfg, "source")
     assert isinstance(source, get_class(cfg.source._target_))
 
 
