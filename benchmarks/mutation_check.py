@@ -4,7 +4,7 @@ tests caught.
 
     python benchmarks/mutation_check.py                 # every mutant; JSON + Markdown in benchmarks/results/
     python benchmarks/mutation_check.py --list          # the mutants, without running anything
-    python benchmarks/mutation_check.py --only batcher  # mutants whose id contains "batcher"
+    python benchmarks/mutation_check.py --only batcher  # mutants whose id contains "batcher" (or: --only a,b)
 
 Each mutant is a textual replacement of one snippet that must occur exactly once in its file (a mutant whose
 snippet is gone after a refactor is reported as `stale`, not silently skipped). The mutants are planted in a
@@ -72,7 +72,7 @@ T = {
                 "tests/test_study.py::test_objective_values_from_each_kind_of_return"],
     "serving_security": ["tests/test_planted_faults.py -k serving",
                          "tests/test_serve_overload.py -k secret or redacts or idle or header or busy"],
-    "grouping": ["tests/test_grouping_abstention.py -k 'not beam'", "tests/test_planted_faults.py -k grouping"],
+    "grouping": ["tests/test_grouping_abstention.py -k not beam", "tests/test_planted_faults.py -k grouping"],
     "model_limits": ["tests/test_planted_faults.py -k limits",
                      "tests/test_serve.py::test_source_limit_is_the_encoder_positions_rounded_to_the_window"],
     "contrast": ["tests/test_contrast.py"],
@@ -457,14 +457,14 @@ def copy_tree() -> Path:
 def main() -> None:
     global ROOT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="", help="run the mutants whose id contains this")
+    parser.add_argument("--only", default="", help="run the mutants whose id contains this (or any of a,b,c)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per pytest run")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="skip running the selections unmutated first")
     parser.add_argument("--output", default=str(RESULTS / "mutation_check.json"))
     parser.add_argument("--in-place", action="store_true", help="mutate the worktree itself (do not edit it meanwhile)")
     args = parser.parse_args()
-    mutants = [m for m in MUTANTS if args.only in m.id]
+    mutants = [m for m in MUTANTS if any(part in m.id for part in args.only.split(","))]
     if args.list:
         for m in mutants:
             print(f"{m.id:40} {m.file:40} {m.what}")

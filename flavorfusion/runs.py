@@ -1,14 +1,14 @@
 """Helpers the entry points and stages share: the config directory, the entry-point decorator, building objects
 from `_target_` config nodes, writing a run's metrics."""
 
+import contextlib
 import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
-from unittest import mock
 
 import hydra
 from hydra.errors import CompactHydraException, InstantiationException, MissingConfigException
@@ -71,6 +71,21 @@ def refuse_secrets(overrides: list[str]) -> None:
                               "serve.api_key_secret=projects/P/secrets/S/versions/latest")
 
 
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables set within the block, as they were after it."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def stage_help(config_name: str) -> str:
     """`--help` of one stage: the usage and description at the top of conf/<stage>.yaml, the groups its defaults
     list composes with their options (the files of conf/<group>/, those starting with `_` left out), and where
@@ -124,7 +139,7 @@ def hydra_entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]
                 print(f"error: {err}", file=sys.stderr)
                 raise SystemExit(2) from None
             # Hydra prints composition errors over several lines and exits 1; with HYDRA_FULL_ERROR it raises them
-            with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
+            with environment(HYDRA_FULL_ERROR="1"):
                 try:
                     return hydra_main()
                 except (CompactHydraException, OmegaConfBaseException) as err:

@@ -134,7 +134,8 @@ def test_sweeper_reruns_an_interrupted_trial_and_does_not_count_it(tmp_path):
         first._space_overrides([]))
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL)))
     study = optuna.load_study(storage=storage, study_name="t")
-    left = study.ask(space)  # RUNNING when the process died
+    study.enqueue_trial({"x": 77})
+    left = study.ask(space)  # RUNNING when the process died; x fixed, so the check does not hang on chance
     left_x = left.params["x"]
     sweeper = sweeper_in(tmp_path, n_trials=3, n_jobs=1)
     sweeper._sweep([])
@@ -283,3 +284,34 @@ def test_limits_generation_is_capped_to_the_decoder_with_min_new_tokens():
     assert capped(GenerationConf(max_new_tokens=300, min_new_tokens=10), 300).max_new_tokens == 300
     over = capped(GenerationConf(max_new_tokens=500, min_new_tokens=400), 300)
     assert (over.max_new_tokens, over.min_new_tokens) == (300, 300)
+
+
+def test_study_choice_tie_on_the_front_goes_to_the_smaller_export():
+    from flavorfusion.studies import Study, choose
+
+    a, b = run(0, 20.0, 2.0), run(1, 20.0, 1.0)
+    a.pareto = b.pareto = True  # e.g. a front drawn against latency, where both are on it
+    assert choose(Study("sweep", [a, b], [])).num == 1
+    assert choose(Study("sweep", [b, a], [])).num == 1
+
+
+# ---- cultural contrast --------------------------------------------------------------------------------------------
+
+
+def test_contrast_one_reviewers_habit_is_not_a_term():
+    from flavorfusion import contrast
+    from flavorfusion.config.contrast import ContrastConf
+
+    plain = ["The food was fine and the room was warm."] * 6
+    habit = ["Spicy spicy spicy spicy spicy spicy spicy spicy spicy spicy spicy spicy, so spicy."] + plain
+    found = contrast.restaurant_terms({"a": habit, "b": plain}, ContrastConf())
+    assert "spicy" not in {t.term for t in found["a"].terms}  # twelve uses, but one review
+
+
+def test_contrast_similarity_is_the_reviews_recall_not_the_summarys_precision():
+    from flavorfusion import contrast
+
+    summary = contrast.content_words("spicy chili heat portions price waiter")
+    review = contrast.content_words("spicy chili")
+    assert contrast.recall(summary, review) == 1.0  # every word of the review is in the summary
+    assert contrast.recall(review, summary) == pytest.approx(2 / 6)
