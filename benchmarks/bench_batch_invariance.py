@@ -30,7 +30,7 @@ from flavorfusion.data.record import ReviewGroup
 from flavorfusion.models import quantized
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.models.runtime import InferenceRuntime, Placement
-from flavorfusion.models.tiny import build_tiny_led, train_tokenizer
+from flavorfusion.models.tiny import build_tiny_led, train_tokenizer, widen_weights
 from flavorfusion.resources import resource_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,13 +41,7 @@ COMPOSITIONS = ((0, [4]), (1, [16]), (2, [16, 4, 4]))
 
 def exports(directory: Path) -> dict[str, str]:
     tokenizer = train_tokenizer(resource_path("quickstart_reviews.jsonl"), vocab_size=800)
-    model = build_tiny_led(tokenizer)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim >= 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    fp32 = save_pretrained(model, tokenizer, str(directory / "fp32"))
+    fp32 = save_pretrained(widen_weights(build_tiny_led(tokenizer)), tokenizer, str(directory / "fp32"))
     int8 = export_quantized(OmegaConf.create({"method": "int8_dynamic", "exclude": [],
                                               "export_dir": str(directory / "int8")}), fp32)
     return {"fp32": fp32, "int8": int8}

@@ -8,7 +8,6 @@ import json
 import random
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from flavorfusion.config.generation import GenerationConf
@@ -16,7 +15,7 @@ from flavorfusion.config.model import ModelSource
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.models.loading import save_pretrained
 from flavorfusion.models.runtime import InferenceRuntime, Placement
-from flavorfusion.models.tiny import build_tiny_led
+from flavorfusion.models.tiny import build_tiny_led, widen_weights
 from flavorfusion.resources import resource_path
 
 DATA = {"k_top_longest": 24, "max_docs_per_review": 24, "max_source_length": 512, "max_target_length": 64,
@@ -28,13 +27,7 @@ N_GROUPS = 64
 def widened_export(tokenizer, directory) -> str:
     """The quickstart's tiny LED shape with weights drawn wide (std 0.5): a random init at std 0.02 decodes one
     string for every input, which would make "the same summaries" hold trivially."""
-    model = build_tiny_led(tokenizer)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim >= 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return save_pretrained(model, tokenizer, str(directory / "fp32"))
+    return save_pretrained(widen_weights(build_tiny_led(tokenizer)), tokenizer, str(directory / "fp32"))
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ class Preempt(Callback):
 @pytest.mark.slow
 def test_spot_vm_resume_with_ckpt_path_last_continues_the_global_step(tmp_path):
     overrides = [*FAST, "trainer.max_epochs=2", "ckpt_path=last", "export=false",
-                 "+callbacks.preempt._target_=tests.test_journeys.Preempt"]
+                 "+callbacks.preempt._target_=tests.test_journeys_resume_int8_streaming_vertex.Preempt"]
     Preempt.at_epoch, Preempt.started_at = 1, []
     with pytest.raises(RuntimeError, match="preempted"):
         train(compose_train(overrides, tmp_path))  # no last.ckpt yet: starts fresh, stops after epoch 0

@@ -331,7 +331,7 @@ def probed_run(tmp_path_factory):
         mp.setenv("WANDB_DIR", str(out / "wandb"))
         result = train(compose_train([*FAST, "logger=wandb", "trainer.gradient_clip_val=0.01",
                                       "model.optimizer.lr=1e-2", "model.num_logged_samples=3",
-                                      "+callbacks.grad_probe._target_=tests.test_behaviours.GradientNormProbe"],
+                                      "+callbacks.grad_probe._target_=tests.test_relied_on_behaviours.GradientNormProbe"],
                                      out))
     return result, logged
 

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from flavorfusion.errors import ConfigError
 from flavorfusion.models.loading import load_pretrained, save_pretrained
 from flavorfusion.models.runtime import InferenceRuntime
-from flavorfusion.models.tiny import build_tiny_led
+from flavorfusion.models.tiny import build_tiny_led, widen_weights
 from flavorfusion.preparation import prepare
 from flavorfusion.resources import resource_path
 from flavorfusion.summarization import failed_path, summarize
@@ -44,12 +44,7 @@ def compose_summarize(overrides: list[str]):
 def export(tmp_path_factory, tokenizer) -> str:
     """The quickstart's tiny LED shape. Its random init (std 0.02) decodes one string for every input, which would
     make "the same summaries" hold trivially; wider weights make the summary depend on the input."""
-    model = build_tiny_led(tokenizer)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim >= 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    model = widen_weights(build_tiny_led(tokenizer))
     return save_pretrained(model, tokenizer, str(tmp_path_factory.mktemp("export") / "model"))
 
 

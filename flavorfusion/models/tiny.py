@@ -55,3 +55,17 @@ def build_tiny_led(tokenizer, d_model: int = 64, layers: int = 2, heads: int = 4
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return LEDForConditionalGeneration(config)
+
+
+def widen_weights(model, std: float = 0.5, seed: int = 1):
+    """Every matrix of `model` drawn again at `std`, seeded. A random init at std 0.02 decodes one string for every
+    input, so a comparison of summaries (across engines, batches, exports) would hold trivially; with wider weights a
+    summary depends on its input. Returns the model."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim >= 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return model
