@@ -75,7 +75,7 @@ T = {
     "grouping": ["tests/test_grouping_abstention.py -k not beam", "tests/test_planted_faults.py -k grouping"],
     "model_limits": ["tests/test_planted_faults.py -k limits",
                      "tests/test_serve.py::test_source_limit_is_the_encoder_positions_rounded_to_the_window"],
-    "contrast": ["tests/test_contrast.py"],
+    "contrast": ["tests/test_contrast.py", "tests/test_planted_faults.py -k contrast"],
     "batch_invariance": ["tests/test_batch_invariance.py -k any_batch_mates", "tests/test_quantization.py"],
 }
 
