@@ -8,12 +8,14 @@ that contradict each other) are refused here, by the schema of the node that hol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from flavorfusion.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def require(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -33,6 +35,12 @@ class Schema:
     @classmethod
     def check(cls, node: DictConfig, key: str) -> None:
         """Range and consistency checks of this node's own keys; none by default."""
+
+
+def as_schema(node: DictConfig, schema: type[T]) -> T:
+    """A config node as its schema's dataclass, also where it was composed without the schema (DVC composes
+    `params.yaml` as plain YAML, which `evaluate` and `train` read as it is)."""
+    return schema(**OmegaConf.to_container(node, resolve=True))
 
 
 def check_config(node: DictConfig, key: str = "") -> None:

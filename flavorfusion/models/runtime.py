@@ -26,6 +26,7 @@ import torch
 
 from flavorfusion.config.generation import GenerationConf
 from flavorfusion.config.model import ModelSource
+from flavorfusion.config.schema import as_schema
 from flavorfusion.data.encoding import DOC_SEP, ExampleEncoder, PrimeraCollator
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.data.selection import ReviewSelection
@@ -187,7 +188,7 @@ class InferenceRuntime:
 
         source = ModelSource.parse(cfg.model.name_or_path if name_or_path is None else name_or_path, key)
         data = OmegaConf.to_container(cfg.data, resolve=True)
-        return cls(source, OmegaConf.to_object(cfg.generation), data, placement or Placement.from_config(cfg))
+        return cls(source, as_schema(cfg.generation, GenerationConf), data, placement or Placement.from_config(cfg))
 
     @classmethod
     def from_model(cls, model, tokenizer, generation: GenerationConf, data: Any, name: str,

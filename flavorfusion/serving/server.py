@@ -7,9 +7,11 @@ import logging
 import os
 import sys
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from flavorfusion.checks import validate_serve
+from flavorfusion.config.schema import as_schema
+from flavorfusion.config.serve import ServerConf
 from flavorfusion.errors import FlavorFusionError
 from flavorfusion.serving.app import create_app
 from flavorfusion.serving.catalog import Catalog
@@ -31,7 +33,7 @@ def serve(cfg: DictConfig) -> None:
     import uvicorn
 
     validate_serve(cfg)  # schema ranges (flavorfusion.config.serve) and the summaries file
-    server_conf = OmegaConf.to_object(cfg.serve)
+    server_conf = as_schema(cfg.serve, ServerConf)
     sources = variant_sources(cfg)
     catalog = Catalog.from_parquet(server_conf.summaries, server_conf.min_group_reviews) if server_conf.summaries \
         else None

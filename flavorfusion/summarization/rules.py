@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass
 
 import pyarrow as pa
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from flavorfusion import contrast
 from flavorfusion.config.contrast import ContrastConf
+from flavorfusion.config.schema import as_schema
 from flavorfusion.data.record import ReviewGroup
 from flavorfusion.io import atomic_output
 from flavorfusion.models.runtime import InferenceRuntime
@@ -83,7 +84,7 @@ def dead_letter(group: ReviewGroup, failure: Failure) -> dict:
 
 
 def contrast_settings(cfg: DictConfig) -> ContrastConf:
-    return OmegaConf.to_object(cfg.contrast)
+    return as_schema(cfg.contrast, ContrastConf)
 
 
 def provenance_of(runtime: InferenceRuntime, settings: ContrastConf) -> dict:
